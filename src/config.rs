@@ -1,0 +1,104 @@
+//! The YAML configuration: its types, defaults and validation.
+//!
+//! The loader is to be written; the types below are the agreed interface.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::detector::DetectorParams;
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub global: GlobalConfig,
+    pub sources: Vec<SourceConfig>,
+    pub alerting: Option<AlertingConfig>,
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlobalConfig {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub body_size_limit: u64,
+    /// Sorted by name.
+    pub external_labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceConfig {
+    pub name: String,
+    pub kind: SourceKind,
+    /// Resolved: the source's own or the global default.
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub body_size_limit: u64,
+    pub watches: Vec<WatchConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceKind {
+    Scrape(ScrapeConfig),
+    Promql(PromqlConfig),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrapeConfig {
+    pub url: String,
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromqlConfig {
+    pub url: String,
+    pub query: String,
+    pub backfill: bool,
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchConfig {
+    pub metric: String,
+    /// Label equality matchers, sorted by label name.
+    pub matchers: BTreeMap<String, String>,
+    /// Resolved: detector defaults overridden by the watch's own keys.
+    pub detector: DetectorParams,
+    /// Resolved: the watch's own, the detector default, or 5 × interval.
+    pub stale_after: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertingConfig {
+    pub alertmanagers: Vec<AlertmanagerConfig>,
+    pub resend_interval: Duration,
+    /// Added to every alert, overriding the series' own labels.
+    pub labels: BTreeMap<String, String>,
+    /// Default `ModelPerformanceDegraded`.
+    pub alertname: String,
+    /// Label names removed from alerts, so that HA replicas send identical ones.
+    pub drop_labels: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertmanagerConfig {
+    pub url: String,
+    pub timeout: Duration,
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookConfig {
+    pub name: String,
+    pub url: String,
+    pub events: Vec<WebhookEvent>,
+    pub min_interval: Duration,
+    pub hmac_secret_file: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookEvent {
+    Degraded,
+    Recovered,
+}

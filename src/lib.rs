@@ -1,0 +1,15 @@
+//! driftwatch watches the performance metrics of machine-learning models and
+//! raises the alarm when one moves away from its own recent history.
+//!
+//! The modules follow the data flow:
+//!
+//! - [`config`]: the YAML configuration, validated with every problem located.
+//! - [`parse`]: the Prometheus text exposition format, parsed without copying.
+//! - [`source`]: fetching samples (scrapes of /metrics endpoints).
+//! - [`detector`]: the rolling window, z-score and state machine of one series.
+//! - [`engine`]: the series registry and a scheduler task per source.
+//! - [`exporter`]: rendering driftwatch's own /metrics.
+//! - [`http`]: the HTTP server and its endpoints.
+
+pub mod config;
+pub mod detector;
