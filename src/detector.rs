@@ -62,3 +62,1095 @@ impl State {
         }
     }
 }
+
+/// Default for [`DetectorParams::min_relative_stddev`].
+///
+/// A metric that held one value through its whole baseline (an accuracy
+/// computed on a fixed evaluation set, a cached gauge) has a standard
+/// deviation of zero, and without a floor its next tiny wobble would be an
+/// infinite z-score. A floor of 1e-4 × |mean| means a flat accuracy of 0.95
+/// needs a move of 3 × 0.000095 ≈ 0.0003 to reach a threshold of 3: far below
+/// any change a model owner acts on, and far above float rounding (1e-16).
+pub const DEFAULT_MIN_RELATIVE_STDDEV: f64 = 1e-4;
+
+/// Default for [`DetectorParams::min_stddev`]: no absolute floor, because the
+/// detector cannot know a metric's unit; the relative floor covers flat
+/// metrics away from zero.
+pub const DEFAULT_MIN_STDDEV: f64 = 0.0;
+
+/// The smallest ring allocated while a baseline fills, so that a series that
+/// sends a handful of samples and goes stale never holds a full window.
+const MIN_RING: usize = 16;
+
+/// Why a sample was not evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SkipReason {
+    #[error("sample value is NaN or infinite")]
+    NotFinite,
+}
+
+impl SkipReason {
+    /// The value of the `reason` label of `driftwatch_samples_skipped_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NotFinite => "not_finite",
+        }
+    }
+}
+
+/// A change of state, the event the notifier acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    pub from: State,
+    pub to: State,
+    /// Timestamp of the sample (or reset) that caused it, Unix ms.
+    pub at_ms: i64,
+}
+
+/// What one sample did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// `None` while the baseline holds fewer than `min_samples`.
+    pub zscore: Option<f64>,
+    pub badness: Option<f64>,
+    pub transition: Option<Transition>,
+}
+
+/// The latest sample of a series and the baseline it was compared against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    pub value: f64,
+    /// `None` while learning.
+    pub zscore: Option<f64>,
+    pub badness: Option<f64>,
+    /// Baseline mean; `None` only when the baseline was empty.
+    pub mean: Option<f64>,
+    /// The effective standard deviation (after the floors), so that
+    /// `(value - mean) / stddev == zscore`; `None` when the baseline was empty.
+    pub stddev: Option<f64>,
+    /// How many samples the baseline held.
+    pub window_samples: usize,
+}
+
+/// The detector of one series: its baseline window and its state.
+///
+/// # Rules
+///
+/// A sample x is compared against the baseline B of the samples that entered
+/// before it. With m the mean and s the population standard deviation of B,
+/// the effective deviation is `s_eff = max(s, min_stddev,
+/// min_relative_stddev × |m|)` and `z = (x − m) / s_eff`. When `s_eff` is still
+/// zero (a flat baseline with both floors at zero), z is 0 if x equals m and
+/// ±infinity otherwise, so an exact repeat is normal and any move is a breach;
+/// never NaN. Badness is −z, z or |z| by [`Direction`].
+///
+/// With fewer than `min_samples` in B there is no verdict and the series is
+/// learning. The first verdict leaves learning. A breach (badness ≥
+/// threshold) makes the series pending; it becomes degraded once the breach
+/// has lasted `for_duration` and, when `consecutive` is set, has spanned that
+/// many breaching samples in a row (with neither, at once). Pending falls back
+/// to ok on a sample below threshold; degraded recovers to ok on a sample with
+/// badness ≤ `recover_threshold`. Durations are measured between sample
+/// timestamps: a detector only moves when a sample arrives.
+///
+/// A sample enters B only if, after its evaluation, the state is learning or
+/// ok and its badness is below threshold (or absent). An incident that has
+/// lasted `relearn_after` since its first breaching sample clears B and
+/// returns to learning, so a lasting new level becomes the baseline;
+/// `Some(Duration::ZERO)` means never, like `None`, as `0s` does in the
+/// configuration.
+///
+/// # Cost
+///
+/// Each sample is O(1): the ring keeps running sums of `x − K`, with K a
+/// reference value taken from the window. Every `window` updates the sums are
+/// recomputed exactly (O(window), amortised O(1)) and K recentred, so rounding
+/// neither accumulates over long runs nor cancels catastrophically on a large
+/// offset with a small spread.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    baseline: Baseline,
+    last: LastSample,
+    since_ms: i64,
+    /// When the current incident (pending, then degraded) began.
+    incident_ms: i64,
+    /// Breaching samples in a row within the current incident.
+    breaches: u32,
+    state: State,
+}
+
+impl Detector {
+    /// A detector with an empty baseline, learning since `now_ms`.
+    ///
+    /// The ring is allocated by the first sample and grows with the baseline,
+    /// so a series seen once costs no window.
+    pub fn new(_params: &DetectorParams, now_ms: i64) -> Self {
+        Detector {
+            baseline: Baseline::new(),
+            last: LastSample::NONE,
+            since_ms: now_ms,
+            incident_ms: now_ms,
+            breaches: 0,
+            state: State::Learning,
+        }
+    }
+
+    /// Evaluates one sample taken at `at_ms` (Unix ms).
+    ///
+    /// A NaN or infinite value changes nothing and is reported as skipped.
+    pub fn observe(
+        &mut self,
+        params: &DetectorParams,
+        value: f64,
+        at_ms: i64,
+    ) -> Result<Verdict, SkipReason> {
+        if !value.is_finite() {
+            return Err(SkipReason::NotFinite);
+        }
+        let eval = self.evaluate(params, value);
+        let mut to = self.step(params, eval.badness, at_ms);
+        if self.relearn_due(params, to, at_ms) {
+            self.baseline.clear();
+            to = State::Learning;
+        }
+        let transition = self.enter(to, at_ms);
+        if admits(params, to, eval.badness) {
+            self.baseline.push(value, params.window);
+        }
+        self.last = LastSample::from(&eval);
+        Ok(Verdict {
+            zscore: eval.zscore,
+            badness: eval.badness,
+            transition,
+        })
+    }
+
+    /// Forgets the baseline and learns again, leaving any incident.
+    ///
+    /// The ring keeps its allocation, since the series will refill it.
+    pub fn reset_baseline(&mut self, _params: &DetectorParams, now_ms: i64) -> Option<Transition> {
+        self.baseline.clear();
+        self.enter(State::Learning, now_ms)
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// When the current state began, Unix ms.
+    pub fn since_ms(&self) -> i64 {
+        self.since_ms
+    }
+
+    /// The latest evaluated sample, `None` before the first one.
+    pub fn last(&self) -> Option<Evaluation> {
+        self.last.evaluation()
+    }
+
+    /// How many samples the baseline holds now.
+    pub fn window_len(&self) -> usize {
+        self.baseline.len()
+    }
+
+    /// The baseline samples, oldest first.
+    pub fn baseline(&self) -> impl Iterator<Item = f64> + '_ {
+        self.baseline.iter()
+    }
+}
+
+impl Detector {
+    /// Compares `value` with the baseline as it stands, before `value` enters.
+    fn evaluate(&self, params: &DetectorParams, value: f64) -> Evaluation {
+        let window_samples = self.baseline.len();
+        let Some((mean, raw_stddev)) = self.baseline.stats() else {
+            return Evaluation {
+                value,
+                zscore: None,
+                badness: None,
+                mean: None,
+                stddev: None,
+                window_samples,
+            };
+        };
+        let stddev = effective_stddev(params, mean, raw_stddev);
+        let zscore = (window_samples >= params.min_samples.max(1))
+            .then(|| zscore(value, mean, stddev));
+        Evaluation {
+            value,
+            zscore,
+            badness: zscore.map(|z| badness(params.direction, z)),
+            mean: Some(mean),
+            stddev: Some(stddev),
+            window_samples,
+        }
+    }
+
+    /// The state this sample leads to, keeping the incident's bookkeeping.
+    fn step(&mut self, params: &DetectorParams, badness: Option<f64>, at_ms: i64) -> State {
+        let Some(badness) = badness else {
+            return State::Learning;
+        };
+        let breach = badness >= params.threshold;
+        match self.state {
+            State::Learning | State::Ok if breach => {
+                self.incident_ms = at_ms;
+                self.breaches = 1;
+                self.pending_outcome(params, at_ms)
+            }
+            State::Pending if breach => {
+                self.breaches = self.breaches.saturating_add(1);
+                self.pending_outcome(params, at_ms)
+            }
+            State::Learning | State::Ok | State::Pending => State::Ok,
+            State::Degraded if badness <= params.recover_threshold => State::Ok,
+            State::Degraded => State::Degraded,
+        }
+    }
+
+    /// Degraded once the breach has lasted `for` and spanned `consecutive`.
+    fn pending_outcome(&self, params: &DetectorParams, at_ms: i64) -> State {
+        let lasted = elapsed_ms(self.incident_ms, at_ms) >= duration_ms(params.for_duration);
+        let counted = params.consecutive.is_none_or(|n| self.breaches >= n);
+        if lasted && counted {
+            State::Degraded
+        } else {
+            State::Pending
+        }
+    }
+
+    fn relearn_due(&self, params: &DetectorParams, to: State, at_ms: i64) -> bool {
+        let in_incident = matches!(to, State::Pending | State::Degraded);
+        match params.relearn_after {
+            Some(after) if in_incident && !after.is_zero() => {
+                elapsed_ms(self.incident_ms, at_ms) >= duration_ms(after)
+            }
+            _ => false,
+        }
+    }
+
+    fn enter(&mut self, to: State, at_ms: i64) -> Option<Transition> {
+        if to == self.state {
+            return None;
+        }
+        let from = std::mem::replace(&mut self.state, to);
+        self.since_ms = at_ms;
+        if !matches!(to, State::Pending | State::Degraded) {
+            self.breaches = 0;
+        }
+        Some(Transition { from, to, at_ms })
+    }
+}
+
+/// Whether a sample joins the baseline: only outside incidents, and only
+/// when it is not itself a breach.
+fn admits(params: &DetectorParams, state: State, badness: Option<f64>) -> bool {
+    matches!(state, State::Learning | State::Ok) && badness.is_none_or(|b| b < params.threshold)
+}
+
+fn effective_stddev(params: &DetectorParams, mean: f64, stddev: f64) -> f64 {
+    stddev
+        .max(params.min_stddev)
+        .max(params.min_relative_stddev * mean.abs())
+}
+
+/// z of `value`; see [`Detector`] for the zero-deviation rule.
+fn zscore(value: f64, mean: f64, stddev: f64) -> f64 {
+    let diff = value - mean;
+    let z = if stddev > 0.0 {
+        diff / stddev
+    } else if diff == 0.0 {
+        0.0
+    } else {
+        f64::INFINITY.copysign(diff)
+    };
+    // Only reachable with values near f64::MAX, where both sides overflow:
+    // no evidence either way is better than a NaN in every output.
+    if z.is_nan() { 0.0 } else { z }
+}
+
+fn badness(direction: Direction, z: f64) -> f64 {
+    match direction {
+        Direction::LowerIsWorse => -z,
+        Direction::HigherIsWorse => z,
+        Direction::Both => z.abs(),
+    }
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Time from `start` to `now`; a clock that steps back counts as no time.
+fn elapsed_ms(start: i64, now: i64) -> i64 {
+    now.saturating_sub(start).max(0)
+}
+
+/// The latest evaluation, packed: NaN stands for an absent number (no
+/// evaluated quantity is ever NaN), which halves its size against
+/// `Option<Evaluation>` in a struct kept once per series.
+#[derive(Debug, Clone, Copy)]
+struct LastSample {
+    value: f64,
+    zscore: f64,
+    badness: f64,
+    mean: f64,
+    stddev: f64,
+    window_samples: u32,
+}
+
+impl LastSample {
+    const NONE: LastSample = LastSample {
+        value: f64::NAN,
+        zscore: f64::NAN,
+        badness: f64::NAN,
+        mean: f64::NAN,
+        stddev: f64::NAN,
+        window_samples: 0,
+    };
+
+    fn from(eval: &Evaluation) -> Self {
+        let pack = |x: Option<f64>| x.unwrap_or(f64::NAN);
+        LastSample {
+            value: eval.value,
+            zscore: pack(eval.zscore),
+            badness: pack(eval.badness),
+            mean: pack(eval.mean),
+            stddev: pack(eval.stddev),
+            window_samples: u32::try_from(eval.window_samples).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn evaluation(&self) -> Option<Evaluation> {
+        if self.value.is_nan() {
+            return None;
+        }
+        let unpack = |x: f64| (!x.is_nan()).then_some(x);
+        Some(Evaluation {
+            value: self.value,
+            zscore: unpack(self.zscore),
+            badness: unpack(self.badness),
+            mean: unpack(self.mean),
+            stddev: unpack(self.stddev),
+            window_samples: self.window_samples as usize,
+        })
+    }
+}
+
+/// The baseline window: a ring of the last samples with running sums of
+/// their deviations from a reference value.
+#[derive(Debug, Clone)]
+struct Baseline {
+    /// Grows by doubling up to the window while it fills.
+    ring: Box<[f64]>,
+    /// The slot the next sample goes to; when full, the oldest sample's.
+    next: u32,
+    len: u32,
+    /// K: a value from the window, so that `x − K` is small and exact.
+    reference: f64,
+    /// Σ (x − K).
+    sum: f64,
+    /// Σ (x − K)².
+    sum_sq: f64,
+    /// Pushes since the sums were last recomputed exactly.
+    pushes: u32,
+}
+
+impl Baseline {
+    fn new() -> Self {
+        Baseline {
+            ring: Box::default(),
+            next: 0,
+            len: 0,
+            reference: 0.0,
+            sum: 0.0,
+            sum_sq: 0.0,
+            pushes: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Mean and population standard deviation, `None` when empty.
+    fn stats(&self) -> Option<(f64, f64)> {
+        if self.len == 0 {
+            return None;
+        }
+        let n = f64::from(self.len);
+        let mean_dev = self.sum / n;
+        let var = ((self.sum_sq - self.sum * mean_dev) / n).max(0.0);
+        // var is NaN only when the squares overflowed (|x| beyond 1e154).
+        let stddev = if var.is_nan() { f64::INFINITY } else { var.sqrt() };
+        Some((self.reference + mean_dev, stddev))
+    }
+
+    fn push(&mut self, x: f64, window: usize) {
+        let window = window.clamp(1, u32::MAX as usize);
+        if self.ring.len() != window {
+            self.fit(window);
+        }
+        if self.len == 0 {
+            self.reference = x;
+        }
+        let slot = self.next as usize;
+        let dev = x - self.reference;
+        if self.len() == self.ring.len() {
+            let old = self.ring[slot] - self.reference;
+            self.sum += dev - old;
+            self.sum_sq += dev * dev - old * old;
+        } else {
+            self.len += 1;
+            self.sum += dev;
+            self.sum_sq += dev * dev;
+        }
+        self.ring[slot] = x;
+        self.next = if slot + 1 == self.ring.len() { 0 } else { self.next + 1 };
+        self.pushes += 1;
+        if self.pushes as usize >= window {
+            self.recompute();
+        }
+    }
+
+    /// Grows a full ring towards `window`, or shrinks one beyond it after a
+    /// reload made the window smaller, keeping the newest samples.
+    fn fit(&mut self, window: usize) {
+        let cap = self.ring.len();
+        let new_cap = if cap > window {
+            window
+        } else if self.len() == cap {
+            (cap * 2).clamp(MIN_RING, window)
+        } else {
+            return;
+        };
+        let keep = self.len().min(new_cap);
+        let mut ring = vec![0.0; new_cap].into_boxed_slice();
+        for (slot, x) in ring.iter_mut().zip(self.iter().skip(self.len() - keep)) {
+            *slot = x;
+        }
+        self.ring = ring;
+        self.len = keep as u32;
+        self.next = if keep == new_cap { 0 } else { keep as u32 };
+        if keep > 0 {
+            self.recompute();
+        }
+    }
+
+    /// Exact two-pass sums, recentred on the sample nearest the mean: a
+    /// sample, so a flat window gives exact zeros.
+    fn recompute(&mut self) {
+        self.pushes = 0;
+        let n = self.len() as f64;
+        let mean = self.iter().sum::<f64>() / n;
+        let nearest = self
+            .iter()
+            .min_by(|a, b| (a - mean).abs().total_cmp(&(b - mean).abs()));
+        let Some(reference) = nearest else {
+            return;
+        };
+        self.reference = reference;
+        let (sum, sum_sq) = self.iter().fold((0.0, 0.0), |(s, q), x| {
+            let dev = x - reference;
+            (s + dev, q + dev * dev)
+        });
+        self.sum = sum;
+        self.sum_sq = sum_sq;
+    }
+
+    fn clear(&mut self) {
+        self.next = 0;
+        self.len = 0;
+        self.sum = 0.0;
+        self.sum_sq = 0.0;
+        self.pushes = 0;
+    }
+
+    /// Oldest first.
+    fn iter(&self) -> impl Iterator<Item = f64> + '_ {
+        let cap = self.ring.len();
+        let len = self.len();
+        let next = self.next as usize;
+        let start = if next >= len { next - len } else { next + cap - len };
+        let head_end = (start + len).min(cap);
+        let wrapped = len - (head_end - start);
+        self.ring[start..head_end]
+            .iter()
+            .chain(&self.ring[..wrapped])
+            .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SEC: i64 = 1000;
+
+    /// Window 10, verdicts from 5 samples, threshold 3, recovery at 1.5, no
+    /// floors: a baseline of alternating 9 and 11 has mean 10 and stddev 1,
+    /// so a sample's value minus 10 is its z-score.
+    fn params() -> DetectorParams {
+        DetectorParams {
+            window: 10,
+            min_samples: 5,
+            threshold: 3.0,
+            for_duration: Duration::ZERO,
+            consecutive: None,
+            recover_threshold: 1.5,
+            direction: Direction::Both,
+            relearn_after: None,
+            min_stddev: 0.0,
+            min_relative_stddev: 0.0,
+        }
+    }
+
+    /// A detector that has learned mean 10, stddev 1 from ten samples taken a
+    /// second apart, the last at 9 s; it is ok since 5 s.
+    fn learned(p: &DetectorParams) -> Detector {
+        let mut d = Detector::new(p, 0);
+        for i in 0..10 {
+            let x = if i % 2 == 0 { 9.0 } else { 11.0 };
+            d.observe(p, x, i * SEC).unwrap();
+        }
+        assert_eq!(d.state(), State::Ok);
+        d
+    }
+
+    fn feed(d: &mut Detector, p: &DetectorParams, x: f64, at: i64) -> Option<Transition> {
+        d.observe(p, x, at).unwrap().transition
+    }
+
+    fn moved(from: State, to: State, at_ms: i64) -> Option<Transition> {
+        Some(Transition { from, to, at_ms })
+    }
+
+    fn baseline_of(d: &Detector) -> Vec<f64> {
+        d.baseline().collect()
+    }
+
+    #[test]
+    fn no_verdict_until_min_samples_then_ok() {
+        let p = params();
+        let mut d = Detector::new(&p, 0);
+        for i in 0..5 {
+            let v = d.observe(&p, 10.0 + i as f64, i * SEC).unwrap();
+            assert_eq!((v.zscore, v.badness, v.transition), (None, None, None));
+            assert_eq!(d.state(), State::Learning);
+        }
+        let v = d.observe(&p, 12.0, 5 * SEC).unwrap();
+        assert!(v.zscore.is_some());
+        assert_eq!(v.transition, moved(State::Learning, State::Ok, 5 * SEC));
+        assert_eq!(d.since_ms(), 5 * SEC);
+    }
+
+    #[test]
+    fn zscore_is_against_the_baseline_before_the_sample() {
+        let p = params();
+        let mut d = learned(&p);
+        let v = d.observe(&p, 12.0, 10 * SEC).unwrap();
+        assert_eq!(v.zscore, Some(2.0));
+        assert_eq!(v.badness, Some(2.0));
+        let last = d.last().unwrap();
+        assert_eq!((last.mean, last.stddev), (Some(10.0), Some(1.0)));
+        assert_eq!(last.window_samples, 10);
+        assert_eq!(last.value, 12.0);
+    }
+
+    #[test]
+    fn exported_stddev_is_the_effective_one() {
+        let p = DetectorParams {
+            min_stddev: 4.0,
+            ..params()
+        };
+        let mut d = learned(&p);
+        let v = d.observe(&p, 12.0, 10 * SEC).unwrap();
+        let last = d.last().unwrap();
+        assert_eq!(last.stddev, Some(4.0));
+        let (mean, stddev) = (last.mean.unwrap(), last.stddev.unwrap());
+        assert_eq!(Some((12.0 - mean) / stddev), v.zscore);
+    }
+
+    #[test]
+    fn breach_with_for_zero_goes_straight_to_degraded() {
+        let p = params();
+        let mut d = learned(&p);
+        let t = feed(&mut d, &p, 13.0, 10 * SEC);
+        assert_eq!(t, moved(State::Ok, State::Degraded, 10 * SEC));
+        assert_eq!(d.since_ms(), 10 * SEC);
+    }
+
+    #[test]
+    fn first_verdict_can_be_a_breach() {
+        let p = params();
+        let mut d = Detector::new(&p, 0);
+        for (i, x) in [9.0, 11.0, 9.0, 11.0].into_iter().enumerate() {
+            feed(&mut d, &p, x, i as i64 * SEC);
+        }
+        // Four samples of ±1 around 10: stddev 1, and the fifth enters too.
+        feed(&mut d, &p, 10.0, 4 * SEC);
+        let t = feed(&mut d, &p, 20.0, 5 * SEC);
+        assert_eq!(t, moved(State::Learning, State::Degraded, 5 * SEC));
+    }
+
+    #[test]
+    fn pending_waits_for_the_for_duration() {
+        let p = DetectorParams {
+            for_duration: Duration::from_secs(60),
+            ..params()
+        };
+        let mut d = learned(&p);
+        let start = 100 * SEC;
+        assert_eq!(
+            feed(&mut d, &p, 14.0, start),
+            moved(State::Ok, State::Pending, start)
+        );
+        assert_eq!(feed(&mut d, &p, 14.0, start + 59 * SEC), None);
+        assert_eq!(d.state(), State::Pending);
+        assert_eq!(d.since_ms(), start);
+        let at = start + 60 * SEC;
+        assert_eq!(
+            feed(&mut d, &p, 14.0, at),
+            moved(State::Pending, State::Degraded, at)
+        );
+    }
+
+    #[test]
+    fn pending_falls_back_to_ok_below_threshold() {
+        let p = DetectorParams {
+            for_duration: Duration::from_secs(60),
+            ..params()
+        };
+        let mut d = learned(&p);
+        feed(&mut d, &p, 14.0, 100 * SEC);
+        // 2.9 is above recover_threshold but below threshold: enough to
+        // leave pending, which has no hysteresis.
+        let t = feed(&mut d, &p, 12.9, 110 * SEC);
+        assert_eq!(t, moved(State::Pending, State::Ok, 110 * SEC));
+        // A new breach starts a new wait.
+        feed(&mut d, &p, 14.0, 120 * SEC);
+        assert_eq!(feed(&mut d, &p, 14.0, 170 * SEC), None);
+        assert_eq!(d.state(), State::Pending);
+    }
+
+    #[test]
+    fn consecutive_counts_breaching_samples_in_a_row() {
+        let p = DetectorParams {
+            consecutive: Some(3),
+            ..params()
+        };
+        let mut d = learned(&p);
+        assert_eq!(
+            feed(&mut d, &p, 14.0, 10 * SEC),
+            moved(State::Ok, State::Pending, 10 * SEC)
+        );
+        assert_eq!(feed(&mut d, &p, 14.0, 11 * SEC), None);
+        // An interruption starts the count again.
+        feed(&mut d, &p, 10.0, 12 * SEC);
+        assert_eq!(d.state(), State::Ok);
+        feed(&mut d, &p, 14.0, 13 * SEC);
+        feed(&mut d, &p, 14.0, 14 * SEC);
+        assert_eq!(d.state(), State::Pending);
+        assert_eq!(
+            feed(&mut d, &p, 14.0, 15 * SEC),
+            moved(State::Pending, State::Degraded, 15 * SEC)
+        );
+    }
+
+    #[test]
+    fn consecutive_one_degrades_at_once() {
+        let p = DetectorParams {
+            consecutive: Some(1),
+            ..params()
+        };
+        let mut d = learned(&p);
+        let t = feed(&mut d, &p, 14.0, 10 * SEC);
+        assert_eq!(t, moved(State::Ok, State::Degraded, 10 * SEC));
+    }
+
+    #[test]
+    fn for_and_consecutive_must_both_be_met() {
+        let p = DetectorParams {
+            for_duration: Duration::from_secs(60),
+            consecutive: Some(2),
+            ..params()
+        };
+        let mut d = learned(&p);
+        feed(&mut d, &p, 14.0, 100 * SEC);
+        // Two samples, but only 30 s.
+        feed(&mut d, &p, 14.0, 130 * SEC);
+        assert_eq!(d.state(), State::Pending);
+        feed(&mut d, &p, 14.0, 160 * SEC);
+        assert_eq!(d.state(), State::Degraded);
+
+        let mut d = learned(&p);
+        // 60 s, but a single breaching sample so far.
+        feed(&mut d, &p, 14.0, 100 * SEC);
+        assert_eq!(d.state(), State::Pending);
+        feed(&mut d, &p, 14.0, 200 * SEC);
+        assert_eq!(d.state(), State::Degraded);
+    }
+
+    #[test]
+    fn degraded_stays_degraded_between_recover_and_threshold() {
+        let p = params();
+        let mut d = learned(&p);
+        feed(&mut d, &p, 14.0, 10 * SEC);
+        assert_eq!(feed(&mut d, &p, 12.0, 11 * SEC), None);
+        assert_eq!(feed(&mut d, &p, 11.6, 12 * SEC), None);
+        assert_eq!(d.state(), State::Degraded);
+        let t = feed(&mut d, &p, 11.5, 13 * SEC);
+        assert_eq!(t, moved(State::Degraded, State::Ok, 13 * SEC));
+    }
+
+    #[test]
+    fn baseline_is_frozen_during_an_incident() {
+        let p = DetectorParams {
+            for_duration: Duration::from_secs(5),
+            ..params()
+        };
+        let mut d = learned(&p);
+        let before = baseline_of(&d);
+        feed(&mut d, &p, 14.0, 10 * SEC);
+        assert_eq!(d.state(), State::Pending);
+        feed(&mut d, &p, 15.0, 20 * SEC);
+        assert_eq!(d.state(), State::Degraded);
+        // Inside the hysteresis band: still degraded, still not learned.
+        feed(&mut d, &p, 12.0, 30 * SEC);
+        assert_eq!(d.state(), State::Degraded);
+        assert_eq!(baseline_of(&d), before);
+        assert_eq!(d.last().unwrap().window_samples, 10);
+    }
+
+    #[test]
+    fn sample_that_ends_an_incident_enters_the_baseline() {
+        let p = params();
+        let mut d = learned(&p);
+        feed(&mut d, &p, 14.0, 10 * SEC);
+        feed(&mut d, &p, 11.25, 11 * SEC);
+        assert_eq!(d.state(), State::Ok);
+        assert_eq!(d.baseline().last(), Some(11.25));
+    }
+
+    #[test]
+    fn sample_that_falls_back_from_pending_enters_the_baseline() {
+        let p = DetectorParams {
+            consecutive: Some(2),
+            ..params()
+        };
+        let mut d = learned(&p);
+        feed(&mut d, &p, 14.0, 10 * SEC);
+        assert_eq!(d.baseline().last(), Some(11.0));
+        feed(&mut d, &p, 12.5, 11 * SEC);
+        assert_eq!(d.baseline().last(), Some(12.5));
+    }
+
+    #[test]
+    fn breaching_sample_never_enters_the_baseline() {
+        let p = DetectorParams {
+            consecutive: Some(5),
+            ..params()
+        };
+        let mut d = learned(&p);
+        let before = baseline_of(&d);
+        feed(&mut d, &p, 14.0, 10 * SEC);
+        assert_eq!(d.state(), State::Pending);
+        assert_eq!(baseline_of(&d), before);
+    }
+
+    #[test]
+    fn ok_sample_below_threshold_enters_the_baseline() {
+        let p = params();
+        let mut d = learned(&p);
+        feed(&mut d, &p, 12.5, 10 * SEC);
+        assert_eq!(d.state(), State::Ok);
+        assert_eq!(d.baseline().last(), Some(12.5));
+        assert_eq!(d.window_len(), 10);
+    }
+
+    #[test]
+    fn window_keeps_the_newest_samples() {
+        let p = DetectorParams {
+            min_samples: 100,
+            ..params()
+        };
+        let mut d = Detector::new(&p, 0);
+        for i in 0..25 {
+            feed(&mut d, &p, i as f64, i * SEC);
+        }
+        let want: Vec<f64> = (15..25).map(|i| i as f64).collect();
+        assert_eq!(baseline_of(&d), want);
+        assert_eq!(d.window_len(), 10);
+    }
+
+    #[test]
+    fn window_follows_a_reloaded_size() {
+        let p = DetectorParams {
+            min_samples: 100,
+            ..params()
+        };
+        let mut d = Detector::new(&p, 0);
+        for i in 0..10 {
+            feed(&mut d, &p, i as f64, i * SEC);
+        }
+        let small = DetectorParams { window: 4, ..p.clone() };
+        feed(&mut d, &small, 10.0, 10 * SEC);
+        assert_eq!(baseline_of(&d), [7.0, 8.0, 9.0, 10.0]);
+        assert_eq!(d.last().unwrap().mean, Some(4.5));
+        let large = DetectorParams { window: 6, ..p };
+        for i in 11..14 {
+            feed(&mut d, &large, i as f64, i * SEC);
+        }
+        assert_eq!(baseline_of(&d), [8.0, 9.0, 10.0, 11.0, 12.0, 13.0]);
+    }
+
+    #[test]
+    fn relearn_after_accepts_a_lasting_new_level() {
+        let p = DetectorParams {
+            relearn_after: Some(Duration::from_secs(3600)),
+            ..params()
+        };
+        let mut d = learned(&p);
+        let start = 100 * SEC;
+        feed(&mut d, &p, 20.0, start);
+        assert_eq!(d.state(), State::Degraded);
+        assert_eq!(feed(&mut d, &p, 20.0, start + 3599 * SEC), None);
+        let at = start + 3600 * SEC;
+        let t = feed(&mut d, &p, 20.0, at);
+        assert_eq!(t, moved(State::Degraded, State::Learning, at));
+        assert_eq!(d.window_len(), 0);
+        assert_eq!(d.since_ms(), at);
+
+        // The new level is learned and is then normal.
+        for i in 1..=6 {
+            feed(&mut d, &p, 20.0 + (i % 2) as f64, at + i * SEC);
+        }
+        assert_eq!(d.state(), State::Ok);
+        assert!(d.last().unwrap().mean.unwrap() > 20.0);
+    }
+
+    #[test]
+    fn relearn_after_counts_from_the_start_of_pending() {
+        let p = DetectorParams {
+            for_duration: Duration::from_secs(600),
+            relearn_after: Some(Duration::from_secs(900)),
+            ..params()
+        };
+        let mut d = learned(&p);
+        feed(&mut d, &p, 20.0, 0);
+        feed(&mut d, &p, 20.0, 600 * SEC);
+        assert_eq!(d.state(), State::Degraded);
+        let t = feed(&mut d, &p, 20.0, 900 * SEC);
+        assert_eq!(t, moved(State::Degraded, State::Learning, 900 * SEC));
+    }
+
+    #[test]
+    fn without_relearn_after_a_lasting_drop_stays_an_alert() {
+        for relearn_after in [None, Some(Duration::ZERO)] {
+            let p = DetectorParams {
+                relearn_after,
+                ..params()
+            };
+            let mut d = learned(&p);
+            for i in 0..1000 {
+                feed(&mut d, &p, 20.0, (10 + i * 3600) * SEC);
+            }
+            assert_eq!(d.state(), State::Degraded);
+            assert_eq!(d.since_ms(), 10 * SEC);
+            assert_eq!(d.window_len(), 10);
+        }
+    }
+
+    #[test]
+    fn reset_baseline_leaves_an_incident_and_learns_again() {
+        let p = params();
+        let mut d = learned(&p);
+        feed(&mut d, &p, 20.0, 10 * SEC);
+        let t = d.reset_baseline(&p, 11 * SEC);
+        assert_eq!(t, moved(State::Degraded, State::Learning, 11 * SEC));
+        assert_eq!(d.window_len(), 0);
+        assert_eq!(d.baseline().count(), 0);
+        let v = d.observe(&p, 20.0, 12 * SEC).unwrap();
+        assert_eq!((v.zscore, v.transition), (None, None));
+        assert_eq!(d.last().unwrap().window_samples, 0);
+        assert_eq!(d.last().unwrap().mean, None);
+    }
+
+    #[test]
+    fn reset_while_learning_is_no_transition() {
+        let p = params();
+        let mut d = Detector::new(&p, 0);
+        feed(&mut d, &p, 1.0, 0);
+        assert_eq!(d.reset_baseline(&p, SEC), None);
+        assert_eq!(d.window_len(), 0);
+    }
+
+    #[test]
+    fn non_finite_samples_are_skipped_and_change_nothing() {
+        let p = params();
+        let mut d = learned(&p);
+        feed(&mut d, &p, 14.0, 10 * SEC);
+        let before = (baseline_of(&d), d.last(), d.state(), d.since_ms());
+        for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(d.observe(&p, x, 20 * SEC), Err(SkipReason::NotFinite));
+        }
+        let after = (baseline_of(&d), d.last(), d.state(), d.since_ms());
+        assert_eq!(after, before);
+        assert_eq!(SkipReason::NotFinite.as_str(), "not_finite");
+    }
+
+    #[test]
+    fn flat_baseline_without_floors_gives_zero_or_infinite_z() {
+        let p = params();
+        let mut d = Detector::new(&p, 0);
+        for i in 0..10 {
+            feed(&mut d, &p, 0.95, i * SEC);
+        }
+        let v = d.observe(&p, 0.95, 10 * SEC).unwrap();
+        assert_eq!(v.zscore, Some(0.0));
+        assert_eq!(d.state(), State::Ok);
+        let v = d.observe(&p, 0.9501, 11 * SEC).unwrap();
+        assert_eq!(v.zscore, Some(f64::INFINITY));
+        assert_eq!(d.state(), State::Degraded);
+        let v = d.observe(&p, 0.94, 12 * SEC).unwrap();
+        assert_eq!(v.zscore, Some(f64::NEG_INFINITY));
+        assert_eq!(d.last().unwrap().stddev, Some(0.0));
+    }
+
+    #[test]
+    fn flat_baseline_with_relative_floor_gives_finite_z() {
+        let p = DetectorParams {
+            min_relative_stddev: DEFAULT_MIN_RELATIVE_STDDEV,
+            ..params()
+        };
+        let mut d = Detector::new(&p, 0);
+        for i in 0..10 {
+            feed(&mut d, &p, 2.0, i * SEC);
+        }
+        let v = d.observe(&p, 2.0002, 10 * SEC).unwrap();
+        let z = v.zscore.unwrap();
+        assert!((z - 1.0).abs() < 1e-9, "z = {z}");
+        assert_eq!(d.state(), State::Ok);
+        assert_eq!(d.last().unwrap().stddev, Some(2e-4));
+    }
+
+    #[test]
+    fn upward_jump_of_lower_is_worse_metric_is_not_a_degradation() {
+        let p = DetectorParams {
+            direction: Direction::LowerIsWorse,
+            ..params()
+        };
+        let mut d = learned(&p);
+        let v = d.observe(&p, 50.0, 10 * SEC).unwrap();
+        assert_eq!(v.zscore, Some(40.0));
+        assert_eq!(v.badness, Some(-40.0));
+        assert_eq!(d.state(), State::Ok);
+        let v = d.observe(&p, 0.0, 11 * SEC).unwrap();
+        assert!(v.badness.unwrap() >= 3.0);
+        assert_eq!(d.state(), State::Degraded);
+    }
+
+    #[test]
+    fn drop_of_higher_is_worse_metric_is_not_a_degradation() {
+        let p = DetectorParams {
+            direction: Direction::HigherIsWorse,
+            ..params()
+        };
+        let mut d = learned(&p);
+        let v = d.observe(&p, 0.0, 10 * SEC).unwrap();
+        assert_eq!(v.badness, Some(-10.0));
+        assert_eq!(d.state(), State::Ok);
+        feed(&mut d, &p, 14.0, 11 * SEC);
+        assert_eq!(d.state(), State::Degraded);
+    }
+
+    #[test]
+    fn both_directions_count_either_way() {
+        let p = params();
+        let mut d = learned(&p);
+        let v = d.observe(&p, 6.0, 10 * SEC).unwrap();
+        assert_eq!((v.zscore, v.badness), (Some(-4.0), Some(4.0)));
+        assert_eq!(d.state(), State::Degraded);
+    }
+
+    #[test]
+    fn a_clock_that_steps_back_does_not_end_the_wait() {
+        let p = DetectorParams {
+            for_duration: Duration::from_secs(60),
+            ..params()
+        };
+        let mut d = learned(&p);
+        feed(&mut d, &p, 14.0, 100 * SEC);
+        feed(&mut d, &p, 14.0, 10 * SEC);
+        assert_eq!(d.state(), State::Pending);
+    }
+
+    #[test]
+    fn detector_stays_small() {
+        assert!(
+            size_of::<Detector>() <= 128,
+            "{} bytes",
+            size_of::<Detector>()
+        );
+    }
+
+    /// Mean and population standard deviation by the textbook two passes.
+    fn two_pass(xs: &[f64]) -> (f64, f64) {
+        let n = xs.len() as f64;
+        let mean = xs.iter().sum::<f64>() / n;
+        let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+        (mean, var.sqrt())
+    }
+
+    #[test]
+    fn running_sums_stay_exact_over_ten_million_updates() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut b = Baseline::new();
+        for _ in 0..10_000_000 {
+            b.push(1e6 + rng.f64() * 1e-3, 100);
+        }
+        let xs: Vec<f64> = b.iter().collect();
+        let (mean, stddev) = b.stats().unwrap();
+        let (want_mean, want_stddev) = two_pass(&xs);
+        assert!((mean - want_mean).abs() <= 1e-9, "{mean} vs {want_mean}");
+        let rel = (stddev - want_stddev).abs() / want_stddev;
+        assert!(rel <= 1e-6, "{stddev} vs {want_stddev}");
+    }
+
+    proptest! {
+        #[test]
+        fn stats_match_a_two_pass_computation(
+            values in prop::collection::vec(-1e3f64..1e3, 1..300),
+            window in 1usize..40,
+            offset in prop::sample::select(vec![0.0, 1e6, -1e9]),
+        ) {
+            let p = DetectorParams {
+                window,
+                min_samples: 1,
+                threshold: f64::INFINITY,
+                min_stddev: 1e-3,
+                ..params()
+            };
+            let mut d = Detector::new(&p, 0);
+            let mut seen: Vec<f64> = Vec::new();
+            for (i, v) in values.iter().enumerate() {
+                let x = offset + v;
+                let verdict = d.observe(&p, x, i as i64).unwrap();
+                if !seen.is_empty() {
+                    let b = &seen[seen.len().saturating_sub(window)..];
+                    let (mean, stddev) = two_pass(b);
+                    let stddev = stddev.max(1e-3);
+                    let z = (x - mean) / stddev;
+                    let last = d.last().unwrap();
+                    let scale = 1e-12 * (offset.abs() + 1e3);
+                    prop_assert!((last.mean.unwrap() - mean).abs() <= scale);
+                    prop_assert!((last.stddev.unwrap() - stddev).abs() <= scale + 1e-9 * stddev);
+                    let got = verdict.zscore.unwrap();
+                    prop_assert!((got - z).abs() <= 1e-6 * (1.0 + z.abs()), "{got} vs {z}");
+                    prop_assert_eq!(last.window_samples, b.len());
+                }
+                seen.push(x);
+            }
+        }
+    }
+}
