@@ -8,9 +8,23 @@
 //! - [`source`]: fetching samples (scrapes of /metrics endpoints).
 //! - [`detector`]: the rolling window, z-score and state machine of one series.
 //! - [`engine`]: the series registry and a scheduler task per source.
+//! - [`notify`]: delivery of alerts to Alertmanager and webhooks.
 //! - [`exporter`]: rendering driftwatch's own /metrics.
 //! - [`http`]: the HTTP server and its endpoints.
+//! - [`daemon`]: wiring the parts together, reloads and shutdown.
+//!
+//! Around them: [`cli`] and [`logging`] for the binary, [`demo`] for
+//! `driftwatch demo`.
 
+pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod detector;
+pub mod engine;
+pub mod exporter;
+pub mod http;
+pub mod logging;
+pub mod notify;
 pub mod parse;
+pub mod source;

@@ -1,0 +1,830 @@
+//! The series registry and the scheduler: one task per source scrapes on a
+//! steady interval, routes each sample to its series' detector and reports
+//! state changes to the notifier.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::config::{Config, SourceConfig, SourceKind, WatchConfig};
+use crate::detector::{Detector, State, Transition};
+use crate::notify::{AlertStatus, AlertUpdate, Notifier};
+use crate::parse::{self, Sample};
+use crate::source::{self, ScrapeError, ScrapeRequest};
+
+/// Most series one source may create; samples of further series are skipped
+/// and counted, so a target that explodes its label cardinality cannot take
+/// the process down.
+pub const MAX_SERIES_PER_SOURCE: usize = 1_000_000;
+
+/// Wall-clock milliseconds derived from tokio's clock, so that tests with
+/// paused time see `for`, staleness and resends move with the paused clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    wall_at_anchor_ms: i64,
+    anchor: Instant,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Clock { wall_at_anchor_ms: wall, anchor: Instant::now() }
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.wall_at_anchor_ms + self.anchor.elapsed().as_millis() as i64
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+/// Why samples were not evaluated; the `reason` label of
+/// `driftwatch_samples_skipped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipCause {
+    NotFinite,
+    SeriesLimit,
+    BadLabels,
+}
+
+impl SkipCause {
+    pub const ALL: [SkipCause; 3] = [SkipCause::NotFinite, SkipCause::SeriesLimit, SkipCause::BadLabels];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipCause::NotFinite => "not_finite",
+            SkipCause::SeriesLimit => "series_limit",
+            SkipCause::BadLabels => "bad_labels",
+        }
+    }
+}
+
+/// A change of state of one series, as the log, the notifier and the demo
+/// see it.
+#[derive(Debug, Clone)]
+pub struct StateChange {
+    pub source: Arc<str>,
+    pub metric: Arc<str>,
+    /// The series' own labels in exposition form, `a="1",b="2"`.
+    pub labels: Arc<str>,
+    pub from: State,
+    pub to: State,
+    pub at_ms: i64,
+    pub value: f64,
+    pub zscore: Option<f64>,
+}
+
+/// Something outside the engine that wants every state change (the demo
+/// prints them).
+pub type StateObserver = Arc<dyn Fn(&StateChange) + Send + Sync>;
+
+/// What everything outside the source tasks shares: the sources as the
+/// exporter and API see them, and the process-wide counters.
+pub struct Shared {
+    pub clock: Clock,
+    sources: RwLock<Arc<Vec<Arc<SourceRuntime>>>>,
+    pub skipped: [AtomicU64; 3],
+    pub ready: AtomicBool,
+    pub reload_successful: AtomicBool,
+    pub notifier: Notifier,
+    observer: Option<StateObserver>,
+    external_url: String,
+}
+
+impl Shared {
+    pub fn new(notifier: Notifier, observer: Option<StateObserver>, external_url: String) -> Shared {
+        Shared {
+            clock: Clock::new(),
+            sources: RwLock::new(Arc::new(Vec::new())),
+            skipped: Default::default(),
+            ready: AtomicBool::new(false),
+            reload_successful: AtomicBool::new(true),
+            notifier,
+            observer,
+            external_url,
+        }
+    }
+
+    /// Replaces the sources the exporter and API see.
+    pub fn set_sources(&self, sources: Vec<Arc<SourceRuntime>>) {
+        match self.sources.write() {
+            Ok(mut guard) => *guard = Arc::new(sources),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(sources),
+        }
+    }
+
+    pub fn sources(&self) -> Arc<Vec<Arc<SourceRuntime>>> {
+        match self.sources.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    pub fn count_skipped(&self, cause: SkipCause, n: u64) {
+        self.skipped[cause as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn skipped(&self, cause: SkipCause) -> u64 {
+        self.skipped[cause as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// One configured source as the outside sees it.
+pub struct SourceRuntime {
+    pub config: SourceConfig,
+    pub name: Arc<str>,
+    pub health: Mutex<SourceHealth>,
+    pub table: Mutex<SeriesTable>,
+    /// Per watch: its metric name as an `Arc` shared by all its series.
+    pub watch_metrics: Vec<Arc<str>>,
+}
+
+impl SourceRuntime {
+    pub fn new(config: SourceConfig) -> SourceRuntime {
+        SourceRuntime {
+            name: Arc::from(config.name.as_str()),
+            watch_metrics: config.watches.iter().map(|w| Arc::from(w.metric.as_str())).collect(),
+            config,
+            health: Mutex::new(SourceHealth::default()),
+            table: Mutex::new(SeriesTable::default()),
+        }
+    }
+}
+
+/// How the last scrapes of a source went.
+#[derive(Debug, Default, Clone)]
+pub struct SourceHealth {
+    pub up: bool,
+    pub last_scrape_ms: Option<i64>,
+    pub last_duration: Duration,
+    pub last_error: Option<String>,
+    /// Scrapes by bounded result label.
+    pub scrapes: Vec<(&'static str, u64)>,
+}
+
+impl SourceHealth {
+    fn count(&mut self, result: &'static str) {
+        match self.scrapes.iter_mut().find(|(name, _)| *name == result) {
+            Some((_, n)) => *n += 1,
+            None => self.scrapes.push((result, 1)),
+        }
+    }
+}
+
+/// The series of one source: the detectors, behind the source's lock.
+#[derive(Default)]
+pub struct SeriesTable {
+    slots: Vec<Option<SeriesEntry>>,
+    live: usize,
+}
+
+impl SeriesTable {
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &SeriesEntry> {
+        self.slots.iter().flatten()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut SeriesEntry> {
+        self.slots.iter_mut().flatten()
+    }
+
+    fn insert(&mut self, free: &mut Vec<u32>, entry: SeriesEntry) -> u32 {
+        self.live += 1;
+        match free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(entry);
+                slot
+            }
+            None => {
+                self.slots.push(Some(entry));
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    fn remove(&mut self, slot: u32) -> Option<SeriesEntry> {
+        let entry = self.slots.get_mut(slot as usize)?.take();
+        if entry.is_some() {
+            self.live -= 1;
+        }
+        entry
+    }
+}
+
+/// One watched series.
+pub struct SeriesEntry {
+    /// Stable across restarts: a hash of the source name and the labels.
+    pub id: u64,
+    /// Index of the watch in the source's configuration.
+    pub watch: u16,
+    /// The series' own labels (without `__name__`), sorted, escaped as in the
+    /// exposition format: `a="1",b="2"`.
+    pub labels: Arc<str>,
+    /// The labels as exported on our /metrics: `source` and `metric` first,
+    /// clashing names renamed `exported_<name>`.
+    pub export_labels: Box<str>,
+    pub detector: Detector,
+    pub last_seen_ms: i64,
+}
+
+/// The running daemon core: the shared state plus the source tasks.
+pub struct Engine {
+    shared: Arc<Shared>,
+    client: reqwest::Client,
+    tasks: Vec<SourceTaskHandle>,
+}
+
+struct SourceTaskHandle {
+    runtime: Arc<SourceRuntime>,
+    stop: watch::Sender<bool>,
+    join: JoinHandle<()>,
+}
+
+impl Engine {
+    pub fn new(
+        client: reqwest::Client,
+        notifier: Notifier,
+        observer: Option<StateObserver>,
+        external_url: String,
+    ) -> Engine {
+        let shared = Arc::new(Shared::new(notifier, observer, external_url));
+        Engine { shared, client, tasks: Vec::new() }
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Starts the sources of `config`. A source whose configuration did not
+    /// change keeps its task and its windows; the others start afresh.
+    pub fn apply(&mut self, config: &Config) {
+        let mut kept = Vec::new();
+        let mut old: Vec<SourceTaskHandle> = std::mem::take(&mut self.tasks);
+        for source in &config.sources {
+            if let Some(pos) = old.iter().position(|t| t.runtime.config == *source) {
+                kept.push(old.swap_remove(pos));
+                continue;
+            }
+            kept.push(self.spawn_source(source.clone()));
+        }
+        for task in old {
+            let _ = task.stop.send(true);
+            task.join.abort();
+            resolve_all(&self.shared, &task.runtime);
+        }
+        self.tasks = kept;
+        self.shared.set_sources(self.tasks.iter().map(|t| Arc::clone(&t.runtime)).collect());
+        self.shared.ready.store(true, Ordering::Relaxed);
+    }
+
+    fn spawn_source(&self, config: SourceConfig) -> SourceTaskHandle {
+        let runtime = Arc::new(SourceRuntime::new(config));
+        let (stop, stop_rx) = watch::channel(false);
+        let task = SourceTask {
+            ingest: Ingest::new(Arc::clone(&runtime), Arc::clone(&self.shared)),
+            client: self.client.clone(),
+        };
+        let join = tokio::spawn(task.run(stop_rx));
+        SourceTaskHandle { runtime, stop, join }
+    }
+
+    /// Stops every source task and waits for those that are mid-scrape.
+    pub async fn stop(&mut self) {
+        for task in &self.tasks {
+            let _ = task.stop.send(true);
+        }
+        for task in self.tasks.drain(..) {
+            let _ = task.join.await;
+        }
+    }
+}
+
+/// Resolves the alerts of a source that goes away, so no alert is left
+/// firing for a series nobody watches any more.
+fn resolve_all(shared: &Shared, runtime: &SourceRuntime) {
+    let now = shared.clock.now_ms();
+    let table = lock(&runtime.table);
+    for entry in table.iter() {
+        if entry.detector.state() == State::Degraded {
+            let change = change_of(runtime, entry, State::Degraded, State::Learning, now);
+            report(shared, runtime, entry, &change, entry.detector.since_ms());
+        }
+    }
+}
+
+/// A lock that survives a panic elsewhere: the data is plain numbers and
+/// stays usable, and the daemon must keep serving.
+pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Where a sample of the current scrape goes.
+enum Route {
+    Known(u32),
+    Ignored,
+}
+
+/// The synchronous half of a source task, which it owns alone so that the
+/// per-sample path takes no lock: the index from exposition text to slot and
+/// the buffers of one fetch. Public so that benchmarks drive it directly.
+pub struct Ingest {
+    runtime: Arc<SourceRuntime>,
+    shared: Arc<Shared>,
+    /// Metric name → indices of the watches on it.
+    watched: HashMap<Box<str>, Vec<u16>, foldhash::fast::RandomState>,
+    /// Exposition text of a series (`name{labels}` as the target wrote it) →
+    /// where its samples go. Several spellings may share a slot.
+    index: HashMap<Box<str>, Route, foldhash::fast::RandomState>,
+    by_id: HashMap<u64, u32, foldhash::fast::RandomState>,
+    free: Vec<u32>,
+    /// Samples of known series in this fetch.
+    batch: Vec<(u32, f64)>,
+    /// Samples of series seen for the first time in this fetch.
+    fresh: Vec<(Box<str>, f64)>,
+    hash_seed: foldhash::fast::FixedState,
+}
+
+/// A source's scheduler loop around its [`Ingest`].
+struct SourceTask {
+    ingest: Ingest,
+    client: reqwest::Client,
+}
+
+impl SourceTask {
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let runtime = Arc::clone(&self.ingest.runtime);
+        let interval = runtime.config.interval;
+        // Spread sources over the interval so they do not all fire at once,
+        // with a stable offset per source name.
+        let offset = self.ingest.hash_seed.hash_one(&*runtime.name) % interval.as_millis().max(1) as u64;
+        let first = Instant::now() + Duration::from_millis(offset / 10);
+        let mut ticker = tokio::time::interval_at(first, interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.changed() => return,
+            }
+            self.scrape_once().await;
+        }
+    }
+
+    async fn scrape_once(&mut self) {
+        let started = Instant::now();
+        let runtime = Arc::clone(&self.ingest.runtime);
+        let at_ms = self.ingest.shared.clock.now_ms();
+        self.ingest.begin();
+        let result = match &runtime.config.kind {
+            SourceKind::Scrape(scrape) => {
+                let request = ScrapeRequest {
+                    url: &scrape.url,
+                    bearer_token_file: scrape.bearer_token_file.as_deref(),
+                    timeout: runtime.config.timeout,
+                    body_size_limit: runtime.config.body_size_limit,
+                };
+                let ingest = &mut self.ingest;
+                let mut on_sample = |sample: &Sample<'_>| ingest.route(sample);
+                source::scrape(&self.client, &request, &mut on_sample).await.map(|_| ())
+            }
+            SourceKind::Promql(_) => Err(ScrapeError::Body {
+                url: String::new(),
+                reason: "promql sources are not supported by this build".to_owned(),
+            }),
+        };
+        let duration = started.elapsed();
+        if result.is_ok() {
+            self.ingest.commit(at_ms);
+        }
+        self.ingest.record_health(at_ms, duration, result.err());
+        self.ingest.drop_stale(at_ms);
+    }
+}
+
+impl Ingest {
+    pub fn new(runtime: Arc<SourceRuntime>, shared: Arc<Shared>) -> Ingest {
+        let mut watched: HashMap<Box<str>, Vec<u16>, _> = HashMap::default();
+        for (i, watch) in runtime.config.watches.iter().enumerate() {
+            watched.entry(Box::from(watch.metric.as_str())).or_default().push(i as u16);
+        }
+        Ingest {
+            runtime,
+            shared,
+            watched,
+            index: HashMap::default(),
+            by_id: HashMap::default(),
+            free: Vec::new(),
+            batch: Vec::new(),
+            fresh: Vec::new(),
+            hash_seed: foldhash::fast::FixedState::with_seed(0x6472_6966_7477_6174),
+        }
+    }
+
+    /// Starts a fetch: forgets the samples of the previous one.
+    pub fn begin(&mut self) {
+        self.batch.clear();
+        self.fresh.clear();
+    }
+
+    /// The per-sample hot path: no lock, and no allocation for a known series.
+    pub fn route(&mut self, sample: &Sample<'_>) {
+        if !self.watched.contains_key(sample.name) {
+            return;
+        }
+        match self.index.get(sample.series) {
+            Some(Route::Known(slot)) => self.batch.push((*slot, sample.value)),
+            Some(Route::Ignored) => {}
+            None => self.fresh.push((Box::from(sample.series), sample.value)),
+        }
+    }
+
+    fn record_health(&self, at_ms: i64, duration: Duration, error: Option<ScrapeError>) {
+        let mut health = lock(&self.runtime.health);
+        health.last_scrape_ms = Some(at_ms);
+        health.last_duration = duration;
+        let source = &*self.runtime.name;
+        match error {
+            None => {
+                if !health.up && health.last_error.is_some() {
+                    tracing::info!(source, "Source is up again");
+                }
+                health.up = true;
+                health.last_error = None;
+                health.count("success");
+            }
+            Some(error) => {
+                let text = error.to_string();
+                // One line per failure episode: only when the source goes
+                // down or the reason changes.
+                if health.up || health.last_error.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(source, error = %text, "Scrape failed");
+                }
+                health.up = false;
+                health.last_error = Some(text);
+                health.count(error.result_label());
+            }
+        }
+    }
+
+    /// Applies the samples of a fetch that succeeded as a whole.
+    pub fn commit(&mut self, at_ms: i64) {
+        let runtime = Arc::clone(&self.runtime);
+        let shared = Arc::clone(&self.shared);
+        let mut table = lock(&runtime.table);
+        let mut not_finite = 0;
+        for &(slot, value) in &self.batch {
+            let Some(Some(entry)) = table.slots.get_mut(slot as usize) else { continue };
+            not_finite += observe(&shared, &runtime, entry, value, at_ms);
+        }
+        let fresh = std::mem::take(&mut self.fresh);
+        for (text, value) in &fresh {
+            match self.admit(&mut table, text, at_ms) {
+                Some(slot) => {
+                    if let Some(Some(entry)) = table.slots.get_mut(slot as usize) {
+                        not_finite += observe(&shared, &runtime, entry, *value, at_ms);
+                    }
+                }
+                None => {}
+            }
+        }
+        self.fresh = fresh;
+        drop(table);
+        if not_finite > 0 {
+            shared.count_skipped(SkipCause::NotFinite, not_finite);
+        }
+    }
+
+    /// Decides what a series seen for the first time is: a new watched
+    /// series, another spelling of a known one, or one no watch matches.
+    fn admit(&mut self, table: &mut SeriesTable, text: &str, at_ms: i64) -> Option<u32> {
+        if let Some(route) = self.index.get(text) {
+            // The same new series twice in one scrape.
+            return match route {
+                Route::Known(slot) => Some(*slot),
+                Route::Ignored => None,
+            };
+        }
+        let (name, labels) = split_series(text);
+        let Some(canonical) = canonical_labels(labels) else {
+            self.shared.count_skipped(SkipCause::BadLabels, 1);
+            return None;
+        };
+        let watches = self.watched.get(name).cloned().unwrap_or_default();
+        let Some(watch) = watches.into_iter().find(|&w| {
+            matches(&self.runtime.config.watches[w as usize], &canonical)
+        }) else {
+            self.index.insert(Box::from(text), Route::Ignored);
+            return None;
+        };
+        let labels_text = render_labels(&canonical);
+        let id = series_id(&self.hash_seed, &self.runtime.name, name, &labels_text);
+        if let Some(&slot) = self.by_id.get(&id) {
+            self.index.insert(Box::from(text), Route::Known(slot));
+            return Some(slot);
+        }
+        if table.len() >= MAX_SERIES_PER_SOURCE {
+            self.shared.count_skipped(SkipCause::SeriesLimit, 1);
+            return None;
+        }
+        let watch_config = &self.runtime.config.watches[watch as usize];
+        let entry = SeriesEntry {
+            id,
+            watch,
+            export_labels: export_labels(&self.runtime.name, name, &canonical),
+            labels: Arc::from(labels_text.as_str()),
+            detector: Detector::new(&watch_config.detector, at_ms),
+            last_seen_ms: at_ms,
+        };
+        let slot = table.insert(&mut self.free, entry);
+        self.by_id.insert(id, slot);
+        self.index.insert(Box::from(text), Route::Known(slot));
+        tracing::debug!(source = &*self.runtime.name, series = text, "New series");
+        Some(slot)
+    }
+
+    /// Drops series their source stopped returning for `stale_after`,
+    /// resolving any alert they had.
+    pub fn drop_stale(&mut self, now_ms: i64) {
+        let runtime = Arc::clone(&self.runtime);
+        let mut table = lock(&runtime.table);
+        let stale: Vec<u32> = table
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, entry)| {
+                let entry = entry.as_ref()?;
+                let stale_after = runtime.config.watches[entry.watch as usize].stale_after;
+                (now_ms - entry.last_seen_ms > stale_after.as_millis() as i64).then_some(slot as u32)
+            })
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        for slot in &stale {
+            let Some(entry) = table.remove(*slot) else { continue };
+            self.free.push(*slot);
+            self.by_id.remove(&entry.id);
+            if entry.detector.state() == State::Degraded {
+                let change = change_of(&runtime, &entry, State::Degraded, State::Learning, now_ms);
+                report(&self.shared, &runtime, &entry, &change, entry.detector.since_ms());
+            }
+            tracing::info!(source = &*runtime.name, series = &*entry.labels, "Series went stale and was dropped");
+        }
+        let stale: std::collections::HashSet<u32, foldhash::fast::RandomState> =
+            stale.into_iter().collect();
+        // Unwatched spellings are forgotten too once they pile up, so a target
+        // that churns label values cannot grow the index without bound.
+        let forget_ignored = self.index.len() > 2 * MAX_SERIES_PER_SOURCE;
+        self.index.retain(|_, route| match route {
+            Route::Known(slot) => !stale.contains(slot),
+            Route::Ignored => !forget_ignored,
+        });
+    }
+}
+
+/// Evaluates one sample; returns 1 when it was skipped as not finite.
+fn observe(shared: &Shared, runtime: &SourceRuntime, entry: &mut SeriesEntry, value: f64, at_ms: i64) -> u64 {
+    entry.last_seen_ms = at_ms;
+    let params = &runtime.config.watches[entry.watch as usize].detector;
+    let before = (entry.detector.state(), entry.detector.since_ms());
+    match entry.detector.observe(params, value, at_ms) {
+        Err(_) => 1,
+        Ok(verdict) => {
+            tracing::trace!(source = &*runtime.name, series = &*entry.labels, value, zscore = ?verdict.zscore, "Sample evaluated");
+            if let Some(transition) = verdict.transition {
+                let change = change_from(runtime, entry, &transition, value, verdict.zscore);
+                report(shared, runtime, entry, &change, before.1);
+            }
+            0
+        }
+    }
+}
+
+fn change_from(
+    runtime: &SourceRuntime,
+    entry: &SeriesEntry,
+    transition: &Transition,
+    value: f64,
+    zscore: Option<f64>,
+) -> StateChange {
+    StateChange {
+        source: Arc::clone(&runtime.name),
+        metric: Arc::clone(&runtime.watch_metrics[entry.watch as usize]),
+        labels: Arc::clone(&entry.labels),
+        from: transition.from,
+        to: transition.to,
+        at_ms: transition.at_ms,
+        value,
+        zscore,
+    }
+}
+
+fn change_of(runtime: &SourceRuntime, entry: &SeriesEntry, from: State, to: State, at_ms: i64) -> StateChange {
+    let last = entry.detector.last();
+    StateChange {
+        source: Arc::clone(&runtime.name),
+        metric: Arc::clone(&runtime.watch_metrics[entry.watch as usize]),
+        labels: Arc::clone(&entry.labels),
+        from,
+        to,
+        at_ms,
+        value: last.as_ref().map_or(f64::NAN, |e| e.value),
+        zscore: last.and_then(|e| e.zscore),
+    }
+}
+
+/// Logs a state change, tells the observer, and hands alerts to the
+/// notifier. `previous_since_ms` is when the state being left began: the
+/// start of the incident when a degradation ends.
+fn report(shared: &Shared, runtime: &SourceRuntime, entry: &SeriesEntry, change: &StateChange, previous_since_ms: i64) {
+    tracing::info!(
+        source = &*change.source,
+        metric = &*change.metric,
+        series = &*change.labels,
+        from = change.from.as_str(),
+        to = change.to.as_str(),
+        value = change.value,
+        zscore = change.zscore.unwrap_or(f64::NAN),
+        "Series changed state"
+    );
+    if let Some(observer) = &shared.observer {
+        observer(change);
+    }
+    let status = if change.to == State::Degraded {
+        AlertStatus::Firing
+    } else if change.from == State::Degraded {
+        AlertStatus::Resolved
+    } else {
+        return;
+    };
+    let started_at_ms = if matches!(status, AlertStatus::Firing) { change.at_ms } else { previous_since_ms };
+    let last = entry.detector.last();
+    shared.notifier.update(AlertUpdate {
+        series_id: entry.id,
+        source: Arc::clone(&change.source),
+        metric: Arc::clone(&change.metric),
+        labels: own_labels(&entry.labels),
+        status,
+        value: change.value,
+        zscore: change.zscore.unwrap_or(0.0),
+        baseline_mean: last.as_ref().and_then(|e| e.mean).unwrap_or(f64::NAN),
+        baseline_stddev: last.as_ref().and_then(|e| e.stddev).unwrap_or(f64::NAN),
+        started_at_ms,
+        at_ms: change.at_ms,
+        interval: runtime.config.interval,
+        generator_url: format!("{}/series/{:016x}", shared.external_url, entry.id),
+    });
+}
+
+/// The series' labels as owned pairs, unescaped.
+pub fn own_labels(labels_text: &str) -> Vec<(String, String)> {
+    parse::labels(labels_text)
+        .filter_map(Result::ok)
+        .map(|(name, value)| (name.to_owned(), value.into_owned()))
+        .collect()
+}
+
+/// Splits `name{labels}` into the name and the raw label text.
+fn split_series(text: &str) -> (&str, &str) {
+    match text.find('{') {
+        Some(open) => {
+            let inner = &text[open + 1..];
+            (&text[..open], inner.strip_suffix('}').unwrap_or(inner))
+        }
+        None => (text, ""),
+    }
+}
+
+/// Sorted, unescaped labels; `None` when the text does not parse.
+fn canonical_labels(raw: &str) -> Option<Vec<(String, String)>> {
+    let mut labels = Vec::new();
+    for label in parse::labels(raw) {
+        let (name, value) = label.ok()?;
+        // An empty label value is the same as no label, as in Prometheus.
+        if !value.is_empty() {
+            labels.push((name.to_owned(), value.into_owned()));
+        }
+    }
+    labels.sort();
+    Some(labels)
+}
+
+fn matches(watch: &WatchConfig, labels: &[(String, String)]) -> bool {
+    watch.matchers.iter().all(|(name, want)| {
+        let have = labels.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str());
+        have == want
+    })
+}
+
+/// Writes a label value escaped as the text format wants it.
+pub fn escape_label_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn render_labels(labels: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (i, (name, value)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        escape_label_value(&mut out, value);
+        out.push('"');
+    }
+    out
+}
+
+/// Our labels on /metrics. A series label named like one of ours keeps its
+/// value under `exported_<name>`, as Prometheus does with target labels.
+fn export_labels(source: &str, metric: &str, labels: &[(String, String)]) -> Box<str> {
+    let mut out = String::from("source=\"");
+    escape_label_value(&mut out, source);
+    out.push_str("\",metric=\"");
+    escape_label_value(&mut out, metric);
+    out.push('"');
+    for (name, value) in labels {
+        out.push(',');
+        if name == "source" || name == "metric" {
+            out.push_str("exported_");
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        escape_label_value(&mut out, value);
+        out.push('"');
+    }
+    out.into_boxed_str()
+}
+
+/// A stable id: the same series gets the same id after a restart, which the
+/// snapshot and the alert's generatorURL rely on.
+fn series_id(seed: &foldhash::fast::FixedState, source: &str, name: &str, labels: &str) -> u64 {
+    let mut hasher = seed.build_hasher();
+    hasher.write(source.as_bytes());
+    hasher.write_u8(0xff);
+    hasher.write(name.as_bytes());
+    hasher.write_u8(0xff);
+    hasher.write(labels.as_bytes());
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clashing_labels_are_renamed_exported() {
+        let labels = vec![
+            ("metric".to_owned(), "m\"x".to_owned()),
+            ("model".to_owned(), "fraud".to_owned()),
+            ("source".to_owned(), "theirs".to_owned()),
+        ];
+        assert_eq!(
+            &*export_labels("ours", "model_accuracy", &labels),
+            r#"source="ours",metric="model_accuracy",exported_metric="m\"x",model="fraud",exported_source="theirs""#
+        );
+    }
+
+    #[test]
+    fn label_order_and_empty_values_do_not_make_another_series() {
+        let a = canonical_labels(r#"b="2",a="1",c="""#).unwrap();
+        let b = canonical_labels(r#"a="1",b="2""#).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(render_labels(&a), r#"a="1",b="2""#);
+    }
+
+    #[test]
+    fn split_series_separates_name_and_labels() {
+        assert_eq!(split_series(r#"up{a="}"}"#), ("up", r#"a="}""#));
+        assert_eq!(split_series("up"), ("up", ""));
+    }
+}

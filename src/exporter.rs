@@ -1,0 +1,305 @@
+//! Renders driftwatch's own /metrics: the per-series z-scores and baselines,
+//! and the metrics about driftwatch itself, in the Prometheus text format or
+//! OpenMetrics.
+//!
+//! Rendering writes straight into one buffer from label text prepared when a
+//! series was created, so a scrape of a million series costs little more
+//! than formatting the numbers.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use crate::detector::State;
+use crate::engine::{SeriesEntry, Shared, SkipCause, lock};
+
+/// Every metric name driftwatch exports, in one place.
+pub mod names {
+    pub const SERIES_ZSCORE: &str = "driftwatch_series_zscore";
+    pub const SERIES_BASELINE_MEAN: &str = "driftwatch_series_baseline_mean";
+    pub const SERIES_BASELINE_STDDEV: &str = "driftwatch_series_baseline_stddev";
+    pub const SERIES_LAST_VALUE: &str = "driftwatch_series_last_value";
+    pub const SERIES_WINDOW_SAMPLES: &str = "driftwatch_series_window_samples";
+    pub const SERIES_DEGRADED: &str = "driftwatch_series_degraded";
+    pub const SOURCE_UP: &str = "driftwatch_source_up";
+    pub const SOURCE_SCRAPES: &str = "driftwatch_source_scrapes";
+    pub const SOURCE_SCRAPE_DURATION: &str = "driftwatch_source_scrape_duration_seconds";
+    pub const SOURCE_SERIES: &str = "driftwatch_source_series";
+    pub const SERIES_TRACKED: &str = "driftwatch_series_tracked";
+    pub const SAMPLES_SKIPPED: &str = "driftwatch_samples_skipped";
+    pub const NOTIFICATIONS: &str = "driftwatch_notifications";
+    pub const NOTIFICATION_QUEUE_LENGTH: &str = "driftwatch_notification_queue_length";
+    pub const CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "driftwatch_config_last_reload_successful";
+    pub const BUILD_INFO: &str = "driftwatch_build_info";
+}
+
+/// Which exposition format a scraper asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    OpenMetrics,
+}
+
+impl Format {
+    /// Picks OpenMetrics only when the Accept header names it, as Prometheus
+    /// client libraries do.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(accept) if accept.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Gauge,
+    Counter,
+}
+
+/// The six per-series families, in the order they are written.
+const SERIES_FAMILIES: [(&str, &str); 6] = [
+    (names::SERIES_ZSCORE, "Z-score of the latest sample against its baseline (absent while learning)."),
+    (names::SERIES_BASELINE_MEAN, "Mean of the baseline the latest z-score was computed against."),
+    (
+        names::SERIES_BASELINE_STDDEV,
+        "Population standard deviation (after the floor) of that baseline.",
+    ),
+    (names::SERIES_LAST_VALUE, "Latest sample value of the series."),
+    (names::SERIES_WINDOW_SAMPLES, "Samples in the baseline the latest z-score was computed against."),
+    (names::SERIES_DEGRADED, "1 while the series is degraded, else 0."),
+];
+
+/// Renders the whole exposition.
+pub fn render(shared: &Shared, format: Format) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    render_series(shared, format, &mut out);
+    render_self(shared, format, &mut out);
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+    out
+}
+
+fn render_series(shared: &Shared, format: Format, out: &mut String) {
+    // One pass over the sources, locking each once, writing each family into
+    // its own buffer so the families come out contiguous.
+    let mut families: [String; 6] = Default::default();
+    for source in shared.sources().iter() {
+        let table = lock(&source.table);
+        for entry in table.iter() {
+            write_series(&mut families, entry);
+        }
+    }
+    for ((name, help), body) in SERIES_FAMILIES.iter().zip(&families) {
+        header(out, format, name, help, Kind::Gauge);
+        out.push_str(body);
+    }
+}
+
+fn write_series(families: &mut [String; 6], entry: &SeriesEntry) {
+    let labels = &*entry.export_labels;
+    let degraded = if entry.detector.state() == State::Degraded { 1.0 } else { 0.0 };
+    let Some(last) = entry.detector.last() else {
+        sample(&mut families[5], names::SERIES_DEGRADED, labels, degraded);
+        return;
+    };
+    if let Some(z) = last.zscore {
+        sample(&mut families[0], names::SERIES_ZSCORE, labels, z);
+    }
+    if let (Some(mean), Some(stddev)) = (last.mean, last.stddev) {
+        sample(&mut families[1], names::SERIES_BASELINE_MEAN, labels, mean);
+        sample(&mut families[2], names::SERIES_BASELINE_STDDEV, labels, stddev);
+    }
+    sample(&mut families[3], names::SERIES_LAST_VALUE, labels, last.value);
+    sample(&mut families[4], names::SERIES_WINDOW_SAMPLES, labels, last.window_samples as f64);
+    sample(&mut families[5], names::SERIES_DEGRADED, labels, degraded);
+}
+
+fn render_self(shared: &Shared, format: Format, out: &mut String) {
+    let sources = shared.sources();
+
+    header(out, format, names::SOURCE_UP, "1 if the last fetch of the source succeeded, else 0.", Kind::Gauge);
+    let mut healths = Vec::with_capacity(sources.len());
+    for source in sources.iter() {
+        let health = lock(&source.health).clone();
+        let labels = label_text(&[("source", &source.name)]);
+        sample(out, names::SOURCE_UP, &labels, if health.up { 1.0 } else { 0.0 });
+        healths.push((labels, health, lock(&source.table).len()));
+    }
+
+    header(out, format, names::SOURCE_SCRAPES, "Fetches of each source by result.", Kind::Counter);
+    for (source, (_, health, _)) in sources.iter().zip(&healths) {
+        for (result, count) in &health.scrapes {
+            let labels = label_text(&[("source", &source.name), ("result", result)]);
+            counter(out, names::SOURCE_SCRAPES, &labels, *count);
+        }
+    }
+
+    header(out, format, names::SOURCE_SCRAPE_DURATION, "Duration of the last fetch of each source.", Kind::Gauge);
+    for (labels, health, _) in &healths {
+        sample(out, names::SOURCE_SCRAPE_DURATION, labels, health.last_duration.as_secs_f64());
+    }
+
+    header(out, format, names::SOURCE_SERIES, "Watched series of each source.", Kind::Gauge);
+    let mut tracked = 0;
+    for (labels, _, series) in &healths {
+        tracked += series;
+        sample(out, names::SOURCE_SERIES, labels, *series as f64);
+    }
+
+    header(out, format, names::SERIES_TRACKED, "Watched series in all sources.", Kind::Gauge);
+    sample(out, names::SERIES_TRACKED, "", tracked as f64);
+
+    header(out, format, names::SAMPLES_SKIPPED, "Samples not evaluated, by reason.", Kind::Counter);
+    for cause in SkipCause::ALL {
+        let labels = label_text(&[("reason", cause.as_str())]);
+        counter(out, names::SAMPLES_SKIPPED, &labels, shared.skipped(cause));
+    }
+
+    render_notifications(shared, format, out);
+
+    header(
+        out,
+        format,
+        names::CONFIG_LAST_RELOAD_SUCCESSFUL,
+        "1 if the last configuration reload succeeded, else 0.",
+        Kind::Gauge,
+    );
+    let reloaded = shared.reload_successful.load(Ordering::Relaxed);
+    sample(out, names::CONFIG_LAST_RELOAD_SUCCESSFUL, "", if reloaded { 1.0 } else { 0.0 });
+
+    header(out, format, names::BUILD_INFO, "Always 1; the version of driftwatch as a label.", Kind::Gauge);
+    let labels = label_text(&[("version", env!("CARGO_PKG_VERSION"))]);
+    sample(out, names::BUILD_INFO, &labels, 1.0);
+}
+
+fn render_notifications(shared: &Shared, format: Format, out: &mut String) {
+    let stats = shared.notifier.stats();
+    header(out, format, names::NOTIFICATIONS, "Notification deliveries by receiver and result.", Kind::Counter);
+    for receiver in &stats {
+        for (result, count) in &receiver.results {
+            let labels = label_text(&[("receiver", &receiver.receiver), ("result", result)]);
+            counter(out, names::NOTIFICATIONS, &labels, *count);
+        }
+    }
+    header(
+        out,
+        format,
+        names::NOTIFICATION_QUEUE_LENGTH,
+        "Series with a notification still to deliver, by receiver.",
+        Kind::Gauge,
+    );
+    for receiver in &stats {
+        let labels = label_text(&[("receiver", &receiver.receiver)]);
+        sample(out, names::NOTIFICATION_QUEUE_LENGTH, &labels, receiver.queue_length as f64);
+    }
+}
+
+fn header(out: &mut String, format: Format, name: &str, help: &str, kind: Kind) {
+    let kind_text = match kind {
+        Kind::Gauge => "gauge",
+        Kind::Counter => "counter",
+    };
+    // The text format names a counter family after its samples (`_total`);
+    // OpenMetrics names it without the suffix.
+    let suffix = if kind == Kind::Counter && format == Format::Text { "_total" } else { "" };
+    let _ = writeln!(out, "# HELP {name}{suffix} {help}");
+    let _ = writeln!(out, "# TYPE {name}{suffix} {kind_text}");
+}
+
+fn counter(out: &mut String, family: &str, labels: &str, value: u64) {
+    out.push_str(family);
+    out.push_str("_total");
+    if !labels.is_empty() {
+        out.push('{');
+        out.push_str(labels);
+        out.push('}');
+    }
+    out.push(' ');
+    out.push_str(itoa::Buffer::new().format(value));
+    out.push('\n');
+}
+
+/// Writes one gauge sample line.
+pub fn sample(out: &mut String, name: &str, labels: &str, value: f64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        out.push_str(labels);
+        out.push('}');
+    }
+    out.push(' ');
+    push_float(out, value);
+    out.push('\n');
+}
+
+/// Formats a float as Prometheus parses it: shortest round-trip digits,
+/// and `NaN`, `+Inf`, `-Inf` for the special values.
+pub fn push_float(out: &mut String, value: f64) {
+    if value.is_finite() {
+        out.push_str(ryu::Buffer::new().format_finite(value));
+    } else if value.is_nan() {
+        out.push_str("NaN");
+    } else if value > 0.0 {
+        out.push_str("+Inf");
+    } else {
+        out.push_str("-Inf");
+    }
+}
+
+fn label_text(pairs: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        crate::engine::escape_label_value(&mut out, value);
+        out.push('"');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_floats_are_written_as_prometheus_reads_them() {
+        let mut out = String::new();
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.25, -3.0, 1e-7] {
+            push_float(&mut out, v);
+            out.push(' ');
+        }
+        assert_eq!(out, "NaN +Inf -Inf 0.25 -3.0 1e-7 ");
+    }
+
+    #[test]
+    fn openmetrics_is_chosen_only_when_asked_for() {
+        assert_eq!(Format::from_accept(None), Format::Text);
+        assert_eq!(Format::from_accept(Some("text/plain;version=0.0.4")), Format::Text);
+        assert_eq!(
+            Format::from_accept(Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")),
+            Format::OpenMetrics
+        );
+    }
+
+    #[test]
+    fn counters_keep_total_in_text_and_drop_it_from_the_openmetrics_family() {
+        let mut text = String::new();
+        header(&mut text, Format::Text, "x_things", "Things.", Kind::Counter);
+        counter(&mut text, "x_things", "a=\"1\"", 3);
+        assert_eq!(text, "# HELP x_things_total Things.\n# TYPE x_things_total counter\nx_things_total{a=\"1\"} 3\n");
+        let mut om = String::new();
+        header(&mut om, Format::OpenMetrics, "x_things", "Things.", Kind::Counter);
+        assert_eq!(om, "# HELP x_things Things.\n# TYPE x_things counter\n");
+    }
+}

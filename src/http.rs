@@ -1,0 +1,167 @@
+//! The HTTP server: /metrics, health and readiness, reload, and the JSON API.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::detector::State;
+use crate::engine::{Shared, lock, own_labels};
+use crate::exporter::{self, Format};
+
+/// A reload request from the API, answered with the problems if any.
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
+
+/// What the handlers need.
+pub struct Api {
+    pub shared: Arc<Shared>,
+    pub reload: mpsc::Sender<ReloadRequest>,
+}
+
+/// Serves until `shutdown` completes. Connections in flight are left to
+/// finish on their own; a scrape of /metrics is short.
+pub async fn serve(listener: TcpListener, api: Arc<Api>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Accepting a connection failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let api = Arc::clone(&api);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let api = Arc::clone(&api);
+                async move { Ok::<_, Infallible>(route(&api, request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn route(api: &Api, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    match (request.method(), path) {
+        (&Method::GET | &Method::HEAD, "/metrics") => metrics(api, &request),
+        (&Method::GET | &Method::HEAD, "/-/healthy") => text(StatusCode::OK, "Healthy.\n"),
+        (&Method::GET | &Method::HEAD, "/-/ready") => {
+            if api.shared.ready.load(Ordering::Relaxed) {
+                text(StatusCode::OK, "Ready.\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "Not ready: the configuration is not loaded yet.\n")
+            }
+        }
+        (&Method::POST | &Method::PUT, "/-/reload") => reload(api).await,
+        (&Method::GET, "/api/v1/series") => json_response(StatusCode::OK, series(api, false)),
+        (&Method::GET, "/api/v1/alerts") => json_response(StatusCode::OK, series(api, true)),
+        (&Method::GET, "/") => text(StatusCode::OK, INDEX),
+        (_, "/metrics" | "/-/healthy" | "/-/ready" | "/-/reload" | "/api/v1/series" | "/api/v1/alerts" | "/") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.\n")
+        }
+        _ => text(StatusCode::NOT_FOUND, "Not found.\n"),
+    }
+}
+
+const INDEX: &str = "driftwatch\n\n/metrics          exported z-scores and baselines\n\
+/api/v1/series    every watched series (JSON)\n/api/v1/alerts    pending and degraded series (JSON)\n\
+/-/healthy /-/ready /-/reload\n";
+
+fn metrics(api: &Api, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::from_accept(accept);
+    let body = exporter::render(&api.shared, format);
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    response
+}
+
+async fn reload(api: &Api) -> Response<Full<Bytes>> {
+    let (reply, answer) = oneshot::channel();
+    if api.reload.try_send(reply).is_err() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "A reload is already in progress.\n");
+    }
+    match answer.await {
+        Ok(Ok(())) => text(StatusCode::OK, "Configuration reloaded.\n"),
+        Ok(Err(problems)) => text(StatusCode::BAD_REQUEST, &format!("Configuration refused:\n{problems}\n")),
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "The daemon is shutting down.\n"),
+    }
+}
+
+/// The series as JSON, in the envelope of Prometheus's API.
+fn series(api: &Api, alerts_only: bool) -> Value {
+    let mut data = Vec::new();
+    for source in api.shared.sources().iter() {
+        let table = lock(&source.table);
+        for entry in table.iter() {
+            let state = entry.detector.state();
+            if alerts_only && !matches!(state, State::Pending | State::Degraded) {
+                continue;
+            }
+            let last = entry.detector.last();
+            let labels: serde_json::Map<String, Value> =
+                own_labels(&entry.labels).into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+            let params = &source.config.watches[entry.watch as usize].detector;
+            data.push(json!({
+                "id": format!("{:016x}", entry.id),
+                "source": &*source.name,
+                "metric": &*source.watch_metrics[entry.watch as usize],
+                "labels": labels,
+                "state": state.as_str(),
+                "since": rfc3339(entry.detector.since_ms()),
+                "value": last.as_ref().map(|e| json_number(e.value)),
+                "zscore": last.as_ref().and_then(|e| e.zscore).map(json_number),
+                "mean": last.as_ref().and_then(|e| e.mean).map(json_number),
+                "stddev": last.as_ref().and_then(|e| e.stddev).map(json_number),
+                "window_samples": entry.detector.window_len(),
+                "window": params.window,
+            }));
+        }
+    }
+    json!({ "status": "success", "data": data })
+}
+
+/// JSON has no NaN or infinity; those become null.
+fn json_number(value: f64) -> Value {
+    serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number)
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_owned())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
