@@ -1,6 +1,14 @@
 //! The YAML configuration: its types, defaults and validation.
 //!
-//! The loader is to be written; the types below are the agreed interface.
+//! [`load_file`] and [`parse_str`] return a whole, validated [`Config`] with
+//! every default resolved, or every problem of the file at once, each with
+//! its line, column and key path.
+
+mod load;
+pub mod units;
+mod yaml;
+
+pub use load::{ConfigErrors, ConfigProblem, Loaded, load_file, parse_str};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
