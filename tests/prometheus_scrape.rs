@@ -1,0 +1,101 @@
+//! A real Prometheus scrapes driftwatch, and promtool lints its output:
+//! what we export is what the Prometheus ecosystem accepts.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::daemon::Daemon;
+use support::prometheus::Prometheus;
+use support::target::{Answer, Target, gauge};
+use support::{require_program, wait_until};
+
+fn config(url: &str) -> String {
+    format!(
+        "global:\n  interval: 200ms\n  timeout: 150ms\n\
+         detector:\n  window: 10\n  min_samples: 3\n\
+         sources:\n  - name: fraud\n    scrape:\n      url: {url}\n    watch:\n      - metric: model_accuracy\n        direction: lower_is_worse\n"
+    )
+}
+
+async fn started_daemon() -> (Target, Daemon) {
+    let target = Target::start().await;
+    // Labels that need escaping and one that clashes with ours.
+    let labels = r#"model="fr\"aud",path="C:\\models",source="upstream""#;
+    target.push((0..5).map(|i| Answer::Body(gauge("model_accuracy", &[(labels, 0.9 + i as f64 * 0.001)]))));
+    target.set_fallback(Answer::Body(gauge("model_accuracy", &[(labels, 0.9)])));
+    let daemon = Daemon::start(&config(&target.url)).await;
+    let url = format!("{}/metrics", daemon.base_url);
+    wait_until("a z-score on /metrics", Duration::from_secs(20), || async {
+        support::get_text(&url).await.filter(|m| m.contains("driftwatch_series_zscore{"))
+    })
+    .await;
+    (target, daemon)
+}
+
+#[tokio::test]
+async fn prometheus_scrapes_driftwatch_and_queries_its_zscores() {
+    let (_target, daemon) = started_daemon().await;
+    let address = daemon.base_url.trim_start_matches("http://").to_owned();
+    let prometheus = Prometheus::start(&[address], "1s", &[]).await;
+
+    let up = wait_until("Prometheus to scrape driftwatch", Duration::from_secs(30), || async {
+        let result = prometheus.query("up{job=\"driftwatch\"}").await?;
+        let value = result.first()?["value"][1].as_str()?.to_owned();
+        (value == "1").then_some(value)
+    })
+    .await;
+    assert_eq!(up, "1");
+
+    let series = wait_until("driftwatch_series_zscore in Prometheus", Duration::from_secs(30), || async {
+        prometheus.query("driftwatch_series_zscore").await.filter(|r| !r.is_empty())
+    })
+    .await;
+    assert_eq!(series.len(), 1, "{series:?}");
+    let labels = &series[0]["metric"];
+    assert_eq!(labels["source"], "fraud");
+    assert_eq!(labels["metric"], "model_accuracy");
+    assert_eq!(labels["model"], "fr\"aud");
+    assert_eq!(labels["path"], "C:\\models");
+    assert_eq!(labels["exported_source"], "upstream");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn promtool_accepts_the_exposition() {
+    let promtool = require_program("promtool", "prometheus");
+    let (_target, daemon) = started_daemon().await;
+    let metrics = daemon.metrics().await;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting promtool");
+    child.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}\n---\n{metrics}");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn openmetrics_is_served_when_asked_for() {
+    let (_target, daemon) = started_daemon().await;
+    let response = crate::support::client()
+        .get(format!("{}/metrics", daemon.base_url))
+        .header("Accept", "application/openmetrics-text;version=1.0.0")
+        .send()
+        .await
+        .unwrap();
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let body = response.text().await.unwrap();
+    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+    assert!(body.ends_with("# EOF\n"));
+    assert!(body.contains("# TYPE driftwatch_source_scrapes counter\n"));
+    assert!(body.contains("driftwatch_source_scrapes_total{source=\"fraud\",result=\"success\"}"));
+    daemon.shutdown().await;
+}
