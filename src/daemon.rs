@@ -44,12 +44,20 @@ pub async fn run(
         &config.global.external_labels,
         client.clone(),
     );
-    let mut engine = Engine::new(client, notifier.clone(), options.observer, options.external_url);
+    let mut engine = Engine::new(
+        client,
+        notifier.clone(),
+        options.observer,
+        options.external_url,
+    );
     engine.apply(&config);
     tracing::info!(sources = config.sources.len(), "Configuration loaded");
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(1);
-    let api = Arc::new(Api { shared: Arc::clone(engine.shared()), reload: reload_tx });
+    let api = Arc::new(Api {
+        shared: Arc::clone(engine.shared()),
+        reload: reload_tx,
+    });
     let (stop_http, http_stopped) = oneshot::channel::<()>();
     let address = listener.local_addr()?;
     let server = tokio::spawn(http::serve(listener, api, async {
@@ -85,7 +93,9 @@ fn reload(engine: &mut Engine, notifier: &Notifier, path: Option<&PathBuf>) -> R
     let shared = Arc::clone(engine.shared());
     let Some(path) = path else {
         shared.reload_successful.store(false, Ordering::Relaxed);
-        return Err("this driftwatch runs an embedded configuration and has no file to reload".into());
+        return Err(
+            "this driftwatch runs an embedded configuration and has no file to reload".into(),
+        );
     };
     match config::load_file(path) {
         Ok(loaded) => {
@@ -93,7 +103,11 @@ fn reload(engine: &mut Engine, notifier: &Notifier, path: Option<&PathBuf>) -> R
                 tracing::warn!(problem = %warning, "Suspicious configuration");
             }
             let config = loaded.config;
-            notifier.reload(config.alerting.as_ref(), &config.webhooks, &config.global.external_labels);
+            notifier.reload(
+                config.alerting.as_ref(),
+                &config.webhooks,
+                &config.global.external_labels,
+            );
             engine.apply(&config);
             shared.reload_successful.store(true, Ordering::Relaxed);
             tracing::info!(file = %path.display(), sources = config.sources.len(), "Configuration reloaded");
@@ -134,10 +148,14 @@ fn hangup_signals() -> mpsc::Receiver<()> {
 /// One client for every outgoing request, with our user agent. The `ring`
 /// provider is installed once for the process before the first TLS use.
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    Ok(client_builder().build()?)
+}
+
+/// The settings every client of ours shares; the starting point of a
+/// source's own client when it trusts its own CA.
+pub fn client_builder() -> reqwest::ClientBuilder {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
+    reqwest::Client::builder()
         .user_agent(concat!("driftwatch/", env!("CARGO_PKG_VERSION")))
         .pool_idle_timeout(Duration::from_secs(90))
-        .build()?;
-    Ok(client)
 }

@@ -233,6 +233,22 @@ impl Detector {
         self.enter(State::Learning, now_ms)
     }
 
+    /// Learns from a historical sample (a backfill) without a verdict: it
+    /// enters the baseline under the same rule as a live sample in the ok
+    /// state, so outliers in the history stay out of it, and the state does
+    /// not move. Returns whether it entered.
+    pub fn learn(&mut self, params: &DetectorParams, value: f64) -> bool {
+        if !value.is_finite() {
+            return false;
+        }
+        let eval = self.evaluate(params, value);
+        let enters = admits(params, State::Ok, eval.badness);
+        if enters {
+            self.baseline.push(value, params.window);
+        }
+        enters
+    }
+
     pub fn state(&self) -> State {
         self.state
     }
@@ -273,8 +289,8 @@ impl Detector {
             };
         };
         let stddev = effective_stddev(params, mean, raw_stddev);
-        let zscore = (window_samples >= params.min_samples.max(1))
-            .then(|| zscore(value, mean, stddev));
+        let zscore =
+            (window_samples >= params.min_samples.max(1)).then(|| zscore(value, mean, stddev));
         Evaluation {
             value,
             zscore,
@@ -481,7 +497,11 @@ impl Baseline {
         let mean_dev = self.sum / n;
         let var = ((self.sum_sq - self.sum * mean_dev) / n).max(0.0);
         // var is NaN only when the squares overflowed (|x| beyond 1e154).
-        let stddev = if var.is_nan() { f64::INFINITY } else { var.sqrt() };
+        let stddev = if var.is_nan() {
+            f64::INFINITY
+        } else {
+            var.sqrt()
+        };
         Some((self.reference + mean_dev, stddev))
     }
 
@@ -505,7 +525,11 @@ impl Baseline {
             self.sum_sq += dev * dev;
         }
         self.ring[slot] = x;
-        self.next = if slot + 1 == self.ring.len() { 0 } else { self.next + 1 };
+        self.next = if slot + 1 == self.ring.len() {
+            0
+        } else {
+            self.next + 1
+        };
         self.pushes += 1;
         if self.pushes as usize >= window {
             self.recompute();
@@ -570,7 +594,11 @@ impl Baseline {
         let cap = self.ring.len();
         let len = self.len();
         let next = self.next as usize;
-        let start = if next >= len { next - len } else { next + cap - len };
+        let start = if next >= len {
+            next - len
+        } else {
+            next + cap - len
+        };
         let head_end = (start + len).min(cap);
         let wrapped = len - (head_end - start);
         self.ring[start..head_end]
@@ -895,7 +923,10 @@ mod tests {
         for i in 0..10 {
             feed(&mut d, &p, i as f64, i * SEC);
         }
-        let small = DetectorParams { window: 4, ..p.clone() };
+        let small = DetectorParams {
+            window: 4,
+            ..p.clone()
+        };
         feed(&mut d, &small, 10.0, 10 * SEC);
         assert_eq!(baseline_of(&d), [7.0, 8.0, 9.0, 10.0]);
         assert_eq!(d.last().unwrap().mean, Some(4.5));
@@ -976,6 +1007,21 @@ mod tests {
         assert_eq!((v.zscore, v.transition), (None, None));
         assert_eq!(d.last().unwrap().window_samples, 0);
         assert_eq!(d.last().unwrap().mean, None);
+    }
+
+    #[test]
+    fn learned_history_fills_the_baseline_but_leaves_out_outliers() {
+        let p = params();
+        let mut d = Detector::new(&p, 0);
+        for i in 0..30 {
+            assert!(d.learn(&p, 10.0 + (i % 3) as f64));
+        }
+        assert!(!d.learn(&p, 100.0), "an outlier entered the baseline");
+        assert!(!d.learn(&p, f64::NAN));
+        assert_eq!(d.state(), State::Learning);
+        assert_eq!(d.window_len(), 30.min(p.window));
+        let v = d.observe(&p, 11.0, SEC).unwrap();
+        assert!(v.zscore.is_some(), "no verdict from the first live sample");
     }
 
     #[test]

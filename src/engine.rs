@@ -12,10 +12,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::config::{Config, SourceConfig, SourceKind, WatchConfig};
+use crate::config::{Config, PromqlConfig, ScrapeConfig, SourceConfig, SourceKind, WatchConfig};
 use crate::detector::{Detector, State, Transition};
 use crate::notify::{AlertStatus, AlertUpdate, Notifier};
 use crate::parse::{self, Sample};
+use crate::source::promql::{self, QueryRequest, ResultSeries};
 use crate::source::{self, ScrapeError, ScrapeRequest};
 
 /// Most series one source may create; samples of further series are skipped
@@ -37,7 +38,10 @@ impl Clock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        Clock { wall_at_anchor_ms: wall, anchor: Instant::now() }
+        Clock {
+            wall_at_anchor_ms: wall,
+            anchor: Instant::now(),
+        }
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -61,7 +65,11 @@ pub enum SkipCause {
 }
 
 impl SkipCause {
-    pub const ALL: [SkipCause; 3] = [SkipCause::NotFinite, SkipCause::SeriesLimit, SkipCause::BadLabels];
+    pub const ALL: [SkipCause; 3] = [
+        SkipCause::NotFinite,
+        SkipCause::SeriesLimit,
+        SkipCause::BadLabels,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -105,7 +113,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(notifier: Notifier, observer: Option<StateObserver>, external_url: String) -> Shared {
+    pub fn new(
+        notifier: Notifier,
+        observer: Option<StateObserver>,
+        external_url: String,
+    ) -> Shared {
         Shared {
             clock: Clock::new(),
             sources: RwLock::new(Arc::new(Vec::new())),
@@ -156,7 +168,11 @@ impl SourceRuntime {
     pub fn new(config: SourceConfig) -> SourceRuntime {
         SourceRuntime {
             name: Arc::from(config.name.as_str()),
-            watch_metrics: config.watches.iter().map(|w| Arc::from(w.metric.as_str())).collect(),
+            watch_metrics: config
+                .watches
+                .iter()
+                .map(|w| Arc::from(w.metric.as_str()))
+                .collect(),
             config,
             health: Mutex::new(SourceHealth::default()),
             table: Mutex::new(SeriesTable::default()),
@@ -268,7 +284,11 @@ impl Engine {
         external_url: String,
     ) -> Engine {
         let shared = Arc::new(Shared::new(notifier, observer, external_url));
-        Engine { shared, client, tasks: Vec::new() }
+        Engine {
+            shared,
+            client,
+            tasks: Vec::new(),
+        }
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -293,7 +313,8 @@ impl Engine {
             resolve_all(&self.shared, &task.runtime);
         }
         self.tasks = kept;
-        self.shared.set_sources(self.tasks.iter().map(|t| Arc::clone(&t.runtime)).collect());
+        self.shared
+            .set_sources(self.tasks.iter().map(|t| Arc::clone(&t.runtime)).collect());
         self.shared.ready.store(true, Ordering::Relaxed);
     }
 
@@ -301,11 +322,16 @@ impl Engine {
         let runtime = Arc::new(SourceRuntime::new(config));
         let (stop, stop_rx) = watch::channel(false);
         let task = SourceTask {
+            client: source_client(&self.client, &runtime.config),
             ingest: Ingest::new(Arc::clone(&runtime), Arc::clone(&self.shared)),
-            client: self.client.clone(),
+            backfill_failing: false,
         };
         let join = tokio::spawn(task.run(stop_rx));
-        SourceTaskHandle { runtime, stop, join }
+        SourceTaskHandle {
+            runtime,
+            stop,
+            join,
+        }
     }
 
     /// Stops every source task and waits for those that are mid-scrape.
@@ -364,13 +390,45 @@ pub struct Ingest {
     batch: Vec<(u32, f64)>,
     /// Samples of series seen for the first time in this fetch.
     fresh: Vec<(Box<str>, f64)>,
+    /// Backfilled values by series text, for the fresh series of this fetch.
+    history: HashMap<Box<str>, Vec<f64>, foldhash::fast::RandomState>,
     hash_seed: foldhash::fast::FixedState,
 }
 
 /// A source's scheduler loop around its [`Ingest`].
 struct SourceTask {
     ingest: Ingest,
-    client: reqwest::Client,
+    /// The shared client, or the source's own when it trusts its own CA; an
+    /// unreadable CA file fails every fetch with the reason.
+    client: Result<reqwest::Client, String>,
+    /// Whether the last backfill failed, so a failure logs once.
+    backfill_failing: bool,
+}
+
+/// The client a source uses: the shared one unless it names a CA file.
+fn source_client(
+    shared: &reqwest::Client,
+    config: &SourceConfig,
+) -> Result<reqwest::Client, String> {
+    let SourceKind::Promql(PromqlConfig {
+        tls_ca_file: Some(path),
+        ..
+    }) = &config.kind
+    else {
+        return Ok(shared.clone());
+    };
+    let pem =
+        std::fs::read(path).map_err(|e| format!("reading tls_ca_file {}: {e}", path.display()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        format!(
+            "tls_ca_file {} holds no usable PEM certificate: {e}",
+            path.display()
+        )
+    })?;
+    crate::daemon::client_builder()
+        .tls_certs_merge(certificates)
+        .build()
+        .map_err(|e| format!("building a client trusting {}: {e}", path.display()))
 }
 
 impl SourceTask {
@@ -378,11 +436,27 @@ impl SourceTask {
         let runtime = Arc::clone(&self.ingest.runtime);
         let interval = runtime.config.interval;
         // Spread sources over the interval so they do not all fire at once,
-        // with a stable offset per source name.
-        let offset = self.ingest.hash_seed.hash_one(&*runtime.name) % interval.as_millis().max(1) as u64;
-        let first = Instant::now() + Duration::from_millis(offset / 10);
-        let mut ticker = tokio::time::interval_at(first, interval);
+        // with a stable offset per source name. The first fetch comes within
+        // a second whatever the offset, so a new source (and its backfill)
+        // has data at once rather than up to an interval later.
+        let offset_ms = self.ingest.hash_seed.hash_one(&*runtime.name)
+            % u64::try_from(interval.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+        let started = Instant::now();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(offset_ms % 1000)) => {}
+            _ = stop.changed() => return,
+        }
+        self.scrape_once().await;
+        let mut ticker =
+            tokio::time::interval_at(started + Duration::from_millis(offset_ms), interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        // The first tick lands at the offset, possibly right after the
+        // first fetch; skip it when it would fetch twice within a second.
+        if offset_ms < 1000 {
+            ticker.tick().await;
+        }
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -395,24 +469,14 @@ impl SourceTask {
     async fn scrape_once(&mut self) {
         let started = Instant::now();
         let runtime = Arc::clone(&self.ingest.runtime);
-        let at_ms = self.ingest.shared.clock.now_ms();
+        let now_ms = self.ingest.shared.clock.now_ms();
         self.ingest.begin();
-        let result = match &runtime.config.kind {
-            SourceKind::Scrape(scrape) => {
-                let request = ScrapeRequest {
-                    url: &scrape.url,
-                    bearer_token_file: scrape.bearer_token_file.as_deref(),
-                    timeout: runtime.config.timeout,
-                    body_size_limit: runtime.config.body_size_limit,
-                };
-                let ingest = &mut self.ingest;
-                let mut on_sample = |sample: &Sample<'_>| ingest.route(sample);
-                source::scrape(&self.client, &request, &mut on_sample).await.map(|_| ())
+        let (at_ms, result) = match &runtime.config.kind {
+            SourceKind::Scrape(scrape) => (now_ms, self.scrape(&runtime, scrape).await),
+            SourceKind::Promql(query) => {
+                let at_ms = promql::aligned(now_ms, runtime.config.interval);
+                (at_ms, self.query(&runtime, query, at_ms).await)
             }
-            SourceKind::Promql(_) => Err(ScrapeError::Body {
-                url: String::new(),
-                reason: "promql sources are not supported by this build".to_owned(),
-            }),
         };
         let duration = started.elapsed();
         if result.is_ok() {
@@ -421,13 +485,134 @@ impl SourceTask {
         self.ingest.record_health(at_ms, duration, result.err());
         self.ingest.drop_stale(at_ms);
     }
+
+    async fn scrape(
+        &mut self,
+        runtime: &SourceRuntime,
+        scrape: &ScrapeConfig,
+    ) -> Result<(), ScrapeError> {
+        let client = self
+            .client
+            .as_ref()
+            .map_err(|e| ScrapeError::Client(e.clone()))?;
+        let request = ScrapeRequest {
+            url: &scrape.url,
+            bearer_token_file: scrape.bearer_token_file.as_deref(),
+            timeout: runtime.config.timeout,
+            body_size_limit: runtime.config.body_size_limit,
+        };
+        let ingest = &mut self.ingest;
+        let mut on_sample = |sample: &Sample<'_>| ingest.route(sample);
+        source::scrape(client, &request, &mut on_sample)
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs the source's query at `at_ms` and routes one sample per result;
+    /// with backfill on, series seen for the first time get their history.
+    async fn query(
+        &mut self,
+        runtime: &SourceRuntime,
+        query: &PromqlConfig,
+        at_ms: i64,
+    ) -> Result<(), ScrapeError> {
+        let client = self.client.clone().map_err(ScrapeError::Client)?;
+        let request = QueryRequest {
+            url: &query.url,
+            query: &query.query,
+            bearer_token_file: query.bearer_token_file.as_deref(),
+            basic_auth: query.basic_auth.as_ref(),
+            timeout: runtime.config.timeout,
+            body_size_limit: runtime.config.body_size_limit,
+        };
+        let results = promql::instant(&client, &request, at_ms).await?;
+        let mut text = String::new();
+        for series in &results {
+            let Some(&(_, value)) = series.points.last() else {
+                continue;
+            };
+            let name = self.ingest.result_name(series);
+            render_series(&mut text, &name, &series.labels);
+            self.ingest.route(&Sample {
+                name: &name,
+                labels: "",
+                series: &text,
+                value,
+                timestamp_ms: None,
+            });
+        }
+        if query.backfill && !self.ingest.fresh.is_empty() {
+            self.backfill(runtime, &client, &request, at_ms).await;
+        }
+        Ok(())
+    }
+
+    /// Fetches the history of the whole query in one range request, so a
+    /// start-up with many new series costs the server one query, not one per
+    /// series. Its points are learned by the new series only.
+    async fn backfill(
+        &mut self,
+        runtime: &SourceRuntime,
+        client: &reqwest::Client,
+        request: &QueryRequest<'_>,
+        at_ms: i64,
+    ) {
+        let interval = runtime.config.interval;
+        let step_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        let window = runtime
+            .config
+            .watches
+            .iter()
+            .map(|w| w.detector.window)
+            .max()
+            .unwrap_or(0);
+        let points = window.min(promql::MAX_RANGE_POINTS) as i64;
+        let (start_ms, end_ms) = (at_ms - points * step_ms, at_ms - step_ms);
+        let source = &*runtime.name;
+        match promql::range(client, request, start_ms, end_ms, interval).await {
+            Ok(results) => {
+                let mut text = String::new();
+                for series in results {
+                    let name = self.ingest.result_name(&series);
+                    render_series(&mut text, &name, &series.labels);
+                    let values = series.points.iter().map(|&(_, v)| v).collect();
+                    self.ingest.history.insert(Box::from(text.as_str()), values);
+                }
+                if self.backfill_failing {
+                    tracing::info!(source, "Backfill works again");
+                }
+                self.backfill_failing = false;
+                tracing::debug!(source, series = self.ingest.history.len(), "Backfilled");
+            }
+            Err(error) => {
+                if !self.backfill_failing {
+                    tracing::warn!(source, error = %error, "Backfill failed; new series learn from live samples");
+                }
+                self.backfill_failing = true;
+            }
+        }
+    }
+}
+
+/// `name{labels}` in exposition form, the key the index knows series by.
+fn render_series(out: &mut String, name: &str, labels: &[(String, String)]) {
+    out.clear();
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        out.push_str(&render_labels(labels));
+        out.push('}');
+    }
 }
 
 impl Ingest {
     pub fn new(runtime: Arc<SourceRuntime>, shared: Arc<Shared>) -> Ingest {
         let mut watched: HashMap<Box<str>, Vec<u16>, _> = HashMap::default();
         for (i, watch) in runtime.config.watches.iter().enumerate() {
-            watched.entry(Box::from(watch.metric.as_str())).or_default().push(i as u16);
+            watched
+                .entry(Box::from(watch.metric.as_str()))
+                .or_default()
+                .push(i as u16);
         }
         Ingest {
             runtime,
@@ -438,6 +623,7 @@ impl Ingest {
             free: Vec::new(),
             batch: Vec::new(),
             fresh: Vec::new(),
+            history: HashMap::default(),
             hash_seed: foldhash::fast::FixedState::with_seed(0x6472_6966_7477_6174),
         }
     }
@@ -446,6 +632,26 @@ impl Ingest {
     pub fn begin(&mut self) {
         self.batch.clear();
         self.fresh.clear();
+        self.history.clear();
+    }
+
+    /// The metric name a query result goes by: its own `__name__`, or else
+    /// the metric of the first watch whose matchers it meets (of the first
+    /// watch when none does).
+    fn result_name(&self, series: &ResultSeries) -> Arc<str> {
+        if let Some(name) = &series.name {
+            return Arc::from(name.as_str());
+        }
+        let watches = &self.runtime.config.watches;
+        let index = watches
+            .iter()
+            .position(|w| matches(w, &series.labels))
+            .unwrap_or(0);
+        self.runtime
+            .watch_metrics
+            .get(index)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(""))
     }
 
     /// The per-sample hot path: no lock, and no allocation for a known series.
@@ -495,19 +701,29 @@ impl Ingest {
         let mut table = lock(&runtime.table);
         let mut not_finite = 0;
         for &(slot, value) in &self.batch {
-            let Some(Some(entry)) = table.slots.get_mut(slot as usize) else { continue };
+            let Some(Some(entry)) = table.slots.get_mut(slot as usize) else {
+                continue;
+            };
             not_finite += observe(&shared, &runtime, entry, value, at_ms);
         }
         let fresh = std::mem::take(&mut self.fresh);
         for (text, value) in &fresh {
-            match self.admit(&mut table, text, at_ms) {
-                Some(slot) => {
-                    if let Some(Some(entry)) = table.slots.get_mut(slot as usize) {
-                        not_finite += observe(&shared, &runtime, entry, *value, at_ms);
-                    }
+            let Some(slot) = self.admit(&mut table, text, at_ms) else {
+                continue;
+            };
+            let Some(Some(entry)) = table.slots.get_mut(slot as usize) else {
+                continue;
+            };
+            // History goes only to a series created just now, never to
+            // another spelling of one that already has a baseline.
+            let brand_new = entry.detector.last().is_none() && entry.detector.window_len() == 0;
+            if let Some(history) = self.history.get(text).filter(|_| brand_new) {
+                let params = &runtime.config.watches[entry.watch as usize].detector;
+                for &past in history {
+                    entry.detector.learn(params, past);
                 }
-                None => {}
             }
+            not_finite += observe(&shared, &runtime, entry, *value, at_ms);
         }
         self.fresh = fresh;
         drop(table);
@@ -532,9 +748,10 @@ impl Ingest {
             return None;
         };
         let watches = self.watched.get(name).cloned().unwrap_or_default();
-        let Some(watch) = watches.into_iter().find(|&w| {
-            matches(&self.runtime.config.watches[w as usize], &canonical)
-        }) else {
+        let Some(watch) = watches
+            .into_iter()
+            .find(|&w| matches(&self.runtime.config.watches[w as usize], &canonical))
+        else {
             self.index.insert(Box::from(text), Route::Ignored);
             return None;
         };
@@ -576,21 +793,34 @@ impl Ingest {
             .filter_map(|(slot, entry)| {
                 let entry = entry.as_ref()?;
                 let stale_after = runtime.config.watches[entry.watch as usize].stale_after;
-                (now_ms - entry.last_seen_ms > stale_after.as_millis() as i64).then_some(slot as u32)
+                (now_ms - entry.last_seen_ms > stale_after.as_millis() as i64)
+                    .then_some(slot as u32)
             })
             .collect();
         if stale.is_empty() {
             return;
         }
         for slot in &stale {
-            let Some(entry) = table.remove(*slot) else { continue };
+            let Some(entry) = table.remove(*slot) else {
+                continue;
+            };
             self.free.push(*slot);
             self.by_id.remove(&entry.id);
             if entry.detector.state() == State::Degraded {
                 let change = change_of(&runtime, &entry, State::Degraded, State::Learning, now_ms);
-                report(&self.shared, &runtime, &entry, &change, entry.detector.since_ms());
+                report(
+                    &self.shared,
+                    &runtime,
+                    &entry,
+                    &change,
+                    entry.detector.since_ms(),
+                );
             }
-            tracing::info!(source = &*runtime.name, series = &*entry.labels, "Series went stale and was dropped");
+            tracing::info!(
+                source = &*runtime.name,
+                series = &*entry.labels,
+                "Series went stale and was dropped"
+            );
         }
         let stale: std::collections::HashSet<u32, foldhash::fast::RandomState> =
             stale.into_iter().collect();
@@ -605,7 +835,13 @@ impl Ingest {
 }
 
 /// Evaluates one sample; returns 1 when it was skipped as not finite.
-fn observe(shared: &Shared, runtime: &SourceRuntime, entry: &mut SeriesEntry, value: f64, at_ms: i64) -> u64 {
+fn observe(
+    shared: &Shared,
+    runtime: &SourceRuntime,
+    entry: &mut SeriesEntry,
+    value: f64,
+    at_ms: i64,
+) -> u64 {
     entry.last_seen_ms = at_ms;
     let params = &runtime.config.watches[entry.watch as usize].detector;
     let before = (entry.detector.state(), entry.detector.since_ms());
@@ -641,7 +877,13 @@ fn change_from(
     }
 }
 
-fn change_of(runtime: &SourceRuntime, entry: &SeriesEntry, from: State, to: State, at_ms: i64) -> StateChange {
+fn change_of(
+    runtime: &SourceRuntime,
+    entry: &SeriesEntry,
+    from: State,
+    to: State,
+    at_ms: i64,
+) -> StateChange {
     let last = entry.detector.last();
     StateChange {
         source: Arc::clone(&runtime.name),
@@ -658,7 +900,13 @@ fn change_of(runtime: &SourceRuntime, entry: &SeriesEntry, from: State, to: Stat
 /// Logs a state change, tells the observer, and hands alerts to the
 /// notifier. `previous_since_ms` is when the state being left began: the
 /// start of the incident when a degradation ends.
-fn report(shared: &Shared, runtime: &SourceRuntime, entry: &SeriesEntry, change: &StateChange, previous_since_ms: i64) {
+fn report(
+    shared: &Shared,
+    runtime: &SourceRuntime,
+    entry: &SeriesEntry,
+    change: &StateChange,
+    previous_since_ms: i64,
+) {
     tracing::info!(
         source = &*change.source,
         metric = &*change.metric,
@@ -679,7 +927,11 @@ fn report(shared: &Shared, runtime: &SourceRuntime, entry: &SeriesEntry, change:
     } else {
         return;
     };
-    let started_at_ms = if matches!(status, AlertStatus::Firing) { change.at_ms } else { previous_since_ms };
+    let started_at_ms = if matches!(status, AlertStatus::Firing) {
+        change.at_ms
+    } else {
+        previous_since_ms
+    };
     let last = entry.detector.last();
     shared.notifier.update(AlertUpdate {
         series_id: entry.id,
@@ -733,7 +985,10 @@ fn canonical_labels(raw: &str) -> Option<Vec<(String, String)>> {
 
 fn matches(watch: &WatchConfig, labels: &[(String, String)]) -> bool {
     watch.matchers.iter().all(|(name, want)| {
-        let have = labels.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str());
+        let have = labels
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str());
         have == want
     })
 }

@@ -68,16 +68,21 @@ async fn route(api: &Api, request: Request<Incoming>) -> Response<Full<Bytes>> {
             if api.shared.ready.load(Ordering::Relaxed) {
                 text(StatusCode::OK, "Ready.\n")
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "Not ready: the configuration is not loaded yet.\n")
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Not ready: the configuration is not loaded yet.\n",
+                )
             }
         }
         (&Method::POST | &Method::PUT, "/-/reload") => reload(api).await,
         (&Method::GET, "/api/v1/series") => json_response(StatusCode::OK, series(api, false)),
         (&Method::GET, "/api/v1/alerts") => json_response(StatusCode::OK, series(api, true)),
         (&Method::GET, "/") => text(StatusCode::OK, INDEX),
-        (_, "/metrics" | "/-/healthy" | "/-/ready" | "/-/reload" | "/api/v1/series" | "/api/v1/alerts" | "/") => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.\n")
-        }
+        (
+            _,
+            "/metrics" | "/-/healthy" | "/-/ready" | "/-/reload" | "/api/v1/series"
+            | "/api/v1/alerts" | "/",
+        ) => text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.\n"),
         _ => text(StatusCode::NOT_FOUND, "Not found.\n"),
     }
 }
@@ -91,19 +96,31 @@ fn metrics(api: &Api, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     let format = Format::from_accept(accept);
     let body = exporter::render(&api.shared, format);
     let mut response = Response::new(Full::new(Bytes::from(body)));
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     response
 }
 
 async fn reload(api: &Api) -> Response<Full<Bytes>> {
     let (reply, answer) = oneshot::channel();
     if api.reload.try_send(reply).is_err() {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "A reload is already in progress.\n");
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "A reload is already in progress.\n",
+        );
     }
     match answer.await {
         Ok(Ok(())) => text(StatusCode::OK, "Configuration reloaded.\n"),
-        Ok(Err(problems)) => text(StatusCode::BAD_REQUEST, &format!("Configuration refused:\n{problems}\n")),
-        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "The daemon is shutting down.\n"),
+        Ok(Err(problems)) => text(
+            StatusCode::BAD_REQUEST,
+            &format!("Configuration refused:\n{problems}\n"),
+        ),
+        Err(_) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The daemon is shutting down.\n",
+        ),
     }
 }
 
@@ -118,8 +135,10 @@ fn series(api: &Api, alerts_only: bool) -> Value {
                 continue;
             }
             let last = entry.detector.last();
-            let labels: serde_json::Map<String, Value> =
-                own_labels(&entry.labels).into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+            let labels: serde_json::Map<String, Value> = own_labels(&entry.labels)
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
             let params = &source.config.watches[entry.watch as usize].detector;
             data.push(json!({
                 "id": format!("{:016x}", entry.id),
@@ -132,7 +151,9 @@ fn series(api: &Api, alerts_only: bool) -> Value {
                 "zscore": last.as_ref().and_then(|e| e.zscore).map(json_number),
                 "mean": last.as_ref().and_then(|e| e.mean).map(json_number),
                 "stddev": last.as_ref().and_then(|e| e.stddev).map(json_number),
-                "window_samples": entry.detector.window_len(),
+                // Of the baseline the z-score was computed against, as on
+                // /metrics, so the numbers of one record fit together.
+                "window_samples": last.as_ref().map_or(0, |e| e.window_samples),
                 "window": params.window,
             }));
         }
@@ -153,15 +174,18 @@ pub fn rfc3339(ms: i64) -> String {
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_owned())));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }

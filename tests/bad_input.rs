@@ -3,14 +3,20 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::target::{Answer, Target, gauge};
-use support::{ChildGuard, free_port, sample_value, wait_until};
+use support::{free_port, sample_value, start_binary, wait_until};
 
-const BAD: [&str; 6] = ["malformed", "html_page", "html_as_text", "too_large", "hangs", "refused"];
+const BAD: [&str; 6] = [
+    "malformed",
+    "html_page",
+    "html_as_text",
+    "too_large",
+    "hangs",
+    "refused",
+];
 
 fn source(name: &str, url: &str) -> String {
     format!(
@@ -22,8 +28,16 @@ async fn bad_targets() -> (Vec<Target>, Vec<String>) {
     let good = gauge("model_accuracy", &[("model=\"a\"", 0.9)]);
     let answers = [
         Answer::Body("model_accuracy{model=\"a\" 0.9\n".to_owned()),
-        Answer::Raw { status: 200, content_type: "text/html", body: "<html><body>Oops</body></html>".to_owned() },
-        Answer::Raw { status: 200, content_type: "text/plain", body: "<html><body>Oops</body></html>\n".to_owned() },
+        Answer::Raw {
+            status: 200,
+            content_type: "text/html",
+            body: "<html><body>Oops</body></html>".to_owned(),
+        },
+        Answer::Raw {
+            status: 200,
+            content_type: "text/plain",
+            body: "<html><body>Oops</body></html>\n".to_owned(),
+        },
         Answer::Body(good.repeat(200)),
         Answer::Slow(Duration::from_secs(30), good.clone()),
     ];
@@ -43,24 +57,12 @@ async fn bad_targets() -> (Vec<Target>, Vec<String>) {
     (targets, urls)
 }
 
-fn start_binary(config: &Path, log: &Path, port: u16) -> ChildGuard {
-    let log = std::fs::File::create(log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--log.format=json")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("starting driftwatch");
-    ChildGuard { child, name: "driftwatch" }
-}
-
 #[tokio::test]
 async fn each_bad_target_is_down_with_one_log_line_and_the_daemon_stays_healthy() {
     let (_targets, urls) = bad_targets().await;
-    let mut yaml = String::from("global:\n  interval: 200ms\n  timeout: 150ms\n  body_size_limit: 1KiB\nsources:\n");
+    let mut yaml = String::from(
+        "global:\n  interval: 200ms\n  timeout: 150ms\n  body_size_limit: 1KiB\nsources:\n",
+    );
     for (name, url) in BAD.iter().chain(["good"].iter()).zip(&urls) {
         yaml.push_str(&source(name, url));
     }
@@ -73,23 +75,36 @@ async fn each_bad_target_is_down_with_one_log_line_and_the_daemon_stays_healthy(
     let metrics_url = format!("http://127.0.0.1:{port}/metrics");
 
     // Several failed scrapes of every bad source, and the good one up.
-    let metrics = wait_until("every bad source to fail three times", Duration::from_secs(30), || async {
-        let metrics = support::get_text(&metrics_url).await?;
-        let failed = BAD.iter().all(|name| {
-            let failures: f64 = metrics
-                .lines()
-                .filter(|l| l.starts_with(&format!("driftwatch_source_scrapes_total{{source=\"{name}\"")))
-                .filter(|l| !l.contains("result=\"success\""))
-                .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-                .sum();
-            failures >= 3.0
-        });
-        let good_up = sample_value(&metrics, "driftwatch_source_up", &[("source", "good")]) == Some(1.0);
-        (failed && good_up).then_some(metrics)
-    })
+    let metrics = wait_until(
+        "every bad source to fail three times",
+        Duration::from_secs(30),
+        || async {
+            let metrics = support::get_text(&metrics_url).await?;
+            let failed = BAD.iter().all(|name| {
+                let failures: f64 = metrics
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with(&format!(
+                            "driftwatch_source_scrapes_total{{source=\"{name}\""
+                        ))
+                    })
+                    .filter(|l| !l.contains("result=\"success\""))
+                    .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+                    .sum();
+                failures >= 3.0
+            });
+            let good_up =
+                sample_value(&metrics, "driftwatch_source_up", &[("source", "good")]) == Some(1.0);
+            (failed && good_up).then_some(metrics)
+        },
+    )
     .await;
     for name in BAD {
-        assert_eq!(sample_value(&metrics, "driftwatch_source_up", &[("source", name)]), Some(0.0), "{name}");
+        assert_eq!(
+            sample_value(&metrics, "driftwatch_source_up", &[("source", name)]),
+            Some(0.0),
+            "{name}"
+        );
     }
     let health = support::get_text(&format!("http://127.0.0.1:{port}/-/healthy")).await;
     assert!(health.is_some(), "driftwatch is not healthy");
@@ -99,7 +114,9 @@ async fn each_bad_target_is_down_with_one_log_line_and_the_daemon_stays_healthy(
     for name in BAD {
         let lines: Vec<&str> = text
             .lines()
-            .filter(|l| l.contains("\"Scrape failed\"") && l.contains(&format!("\"source\":\"{name}\"")))
+            .filter(|l| {
+                l.contains("\"Scrape failed\"") && l.contains(&format!("\"source\":\"{name}\""))
+            })
             .collect();
         assert_eq!(lines.len(), 1, "{name}: {lines:#?}\n{text}");
     }
@@ -112,7 +129,10 @@ async fn each_bad_target_is_down_with_one_log_line_and_the_daemon_stays_healthy(
         ("refused", "onnect"),
     ];
     for (name, words) in expect {
-        let line = text.lines().find(|l| l.contains(&format!("\"source\":\"{name}\""))).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("\"source\":\"{name}\"")))
+            .unwrap();
         assert!(line.contains(words), "{name}: {line}");
     }
 }
@@ -126,7 +146,11 @@ fn check_config_lists_every_problem_with_its_place_and_exits_1() {
         "global:\n  interval: 15 s\nsources:\n  - name: a\n    scrape: {}\n    watch:\n      - metric: m\n        colour: red\n",
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_driftwatch")).arg("check-config").arg(&path).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let file = path.display().to_string();
@@ -139,6 +163,15 @@ fn check_config_lists_every_problem_with_its_place_and_exits_1() {
     }
 
     std::fs::write(&path, "sources:\n  - name: a\n    scrape: {url: 'http://127.0.0.1:1/metrics'}\n    watch: [{metric: m}]\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_driftwatch")).arg("check-config").arg(&path).output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+    let output = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
 }

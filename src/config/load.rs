@@ -10,8 +10,8 @@ use std::time::Duration;
 use super::units::{format_duration, parse_duration, parse_size};
 use super::yaml::{self, Mark, Node, Value};
 use super::{
-    AlertingConfig, AlertmanagerConfig, Config, GlobalConfig, PromqlConfig, ScrapeConfig,
-    SourceConfig, SourceKind, WatchConfig, WebhookConfig, WebhookEvent,
+    AlertingConfig, AlertmanagerConfig, BasicAuth, Config, GlobalConfig, PromqlConfig,
+    ScrapeConfig, SourceConfig, SourceKind, WatchConfig, WebhookConfig, WebhookEvent,
 };
 use crate::detector::{DEFAULT_MIN_RELATIVE_STDDEV, DEFAULT_MIN_STDDEV, DetectorParams, Direction};
 
@@ -168,7 +168,15 @@ const SOURCE_KEYS: &[&str] = &[
     "watch",
 ];
 const SCRAPE_KEYS: &[&str] = &["url", "bearer_token_file"];
-const PROMQL_KEYS: &[&str] = &["url", "query", "backfill", "bearer_token_file"];
+const PROMQL_KEYS: &[&str] = &[
+    "url",
+    "query",
+    "backfill",
+    "bearer_token_file",
+    "basic_auth",
+    "tls_ca_file",
+];
+const BASIC_AUTH_KEYS: &[&str] = &["username", "password_file"];
 const WATCH_KEYS: &[&str] = &["metric", "matchers"];
 const ALERTING_KEYS: &[&str] = &[
     "alertmanagers",
@@ -666,11 +674,36 @@ impl Checker<'_> {
             .and_then(|n| self.boolean(n, &join(path, "backfill")))
             .unwrap_or(false);
         let bearer_token_file = self.optional_path(&fields, "bearer_token_file", path);
+        let basic_auth = fields
+            .get("basic_auth")
+            .and_then(|node| self.basic_auth(node, path));
+        if basic_auth.is_some() && bearer_token_file.is_some() {
+            self.problem(
+                fields.mark,
+                path,
+                "use either bearer_token_file or basic_auth, not both",
+            );
+        }
+        let tls_ca_file = self.optional_path(&fields, "tls_ca_file", path);
         Some(PromqlConfig {
             url: url?,
             query: query?,
             backfill,
             bearer_token_file,
+            basic_auth,
+            tls_ca_file,
+        })
+    }
+
+    fn basic_auth(&mut self, node: &Node, path: &str) -> Option<BasicAuth> {
+        let path = join(path, "basic_auth");
+        let fields = self.mapping(node, &path, BASIC_AUTH_KEYS)?;
+        let username = self.required(&fields, "username", &path, |c, n, p| c.string(n, p));
+        let password_file =
+            self.required(&fields, "password_file", &path, |c, n, p| c.string(n, p));
+        Some(BasicAuth {
+            username: username?,
+            password_file: PathBuf::from(password_file?),
         })
     }
 

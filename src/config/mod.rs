@@ -57,12 +57,26 @@ pub struct ScrapeConfig {
     pub bearer_token_file: Option<PathBuf>,
 }
 
+/// A PromQL query run against the Prometheus HTTP API (Prometheus,
+/// VictoriaMetrics, Thanos, Mimir).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromqlConfig {
+    /// The server's base URL; `/api/v1/query` is appended.
     pub url: String,
     pub query: String,
+    /// Fill the window of a new series from `/api/v1/query_range`.
     pub backfill: bool,
     pub bearer_token_file: Option<PathBuf>,
+    pub basic_auth: Option<BasicAuth>,
+    /// A PEM file of CA certificates to trust besides the system's.
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+/// HTTP basic authentication with the password in a file, reread on use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod prometheus;
 pub mod target;
+pub mod victoria;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -16,7 +17,10 @@ use std::time::Duration;
 /// process could take it in between; tests start their server at once.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral loopback port");
-    listener.local_addr().expect("local address of a bound socket").port()
+    listener
+        .local_addr()
+        .expect("local address of a bound socket")
+        .port()
 }
 
 /// Polls `check` until it returns `Some`, failing the test with `what` once
@@ -60,7 +64,9 @@ pub fn require_program(program: &str, package: &str) -> String {
             return path.to_string_lossy().into_owned();
         }
     }
-    panic!("{program} is not installed; run `apt-get install -y {package}` (or the README's test command, which installs it)");
+    panic!(
+        "{program} is not installed; run `apt-get install -y {package}` (or the README's test command, which installs it)"
+    );
 }
 
 /// Starts a program with its output going to a log file in `dir`.
@@ -81,7 +87,9 @@ pub fn spawn_logged(name: &'static str, program: &str, args: &[String], dir: &Pa
 /// (rustls on the `ring` provider, which must be installed first).
 pub fn client() -> reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(|| driftwatch::daemon::http_client().expect("building an HTTP client")).clone()
+    CLIENT
+        .get_or_init(|| driftwatch::daemon::http_client().expect("building an HTTP client"))
+        .clone()
 }
 
 /// GETs a URL and returns the body of a 2xx answer.
@@ -102,7 +110,9 @@ pub fn sample_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Op
             return None;
         }
         let (series, value) = rest.rsplit_once(' ')?;
-        let all = labels.iter().all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")));
+        let all = labels
+            .iter()
+            .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")));
         if !all {
             return None;
         }
@@ -113,4 +123,23 @@ pub fn sample_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Op
             v => v.parse().ok(),
         }
     })
+}
+
+/// Runs the driftwatch binary on `config`, listening on `port`, with JSON
+/// logs written to `log`, as a user would start it.
+pub fn start_binary(config: &Path, log: &Path, port: u16) -> ChildGuard {
+    let log = std::fs::File::create(log).expect("creating the log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--log.format=json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting driftwatch");
+    ChildGuard {
+        child,
+        name: "driftwatch",
+    }
 }

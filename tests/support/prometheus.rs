@@ -17,7 +17,11 @@ impl Prometheus {
     /// Starts Prometheus scraping each `host:port` in `targets` every
     /// `scrape_interval`, with extra `rule_files` if given, and waits until
     /// it is ready.
-    pub async fn start(targets: &[String], scrape_interval: &str, rule_files: &[String]) -> Prometheus {
+    pub async fn start(
+        targets: &[String],
+        scrape_interval: &str,
+        rule_files: &[String],
+    ) -> Prometheus {
         let program = require_program("prometheus", "prometheus");
         let dir = tempfile::tempdir().expect("temp dir for Prometheus");
         let port = free_port();
@@ -41,8 +45,59 @@ impl Prometheus {
         let child = spawn_logged("prometheus", &program, &args, dir.path());
         let url = format!("http://127.0.0.1:{port}");
         let ready = format!("{url}/-/ready");
-        wait_until("Prometheus to be ready", Duration::from_secs(30), || super::get_text(&ready)).await;
-        Prometheus { url, _dir: dir, _child: child }
+        wait_until("Prometheus to be ready", Duration::from_secs(30), || {
+            super::get_text(&ready)
+        })
+        .await;
+        Prometheus {
+            url,
+            _dir: dir,
+            _child: child,
+        }
+    }
+
+    /// Starts a Prometheus that scrapes nothing and holds `openmetrics` (an
+    /// OpenMetrics text with timestamps in seconds, ending in `# EOF`), made
+    /// into TSDB blocks by `promtool` before the server starts.
+    pub async fn start_with_history(openmetrics: &str) -> Prometheus {
+        let program = require_program("prometheus", "prometheus");
+        let promtool = require_program("promtool", "prometheus");
+        let dir = tempfile::tempdir().expect("temp dir for Prometheus");
+        let data = dir.path().join("data");
+        let input = dir.path().join("history.om");
+        std::fs::write(&input, openmetrics).expect("writing the history");
+        let output = std::process::Command::new(promtool)
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&input)
+            .arg(&data)
+            .output()
+            .expect("running promtool");
+        assert!(
+            output.status.success(),
+            "promtool refused the history: {output:?}"
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, "global:\n  scrape_interval: 1m\n")
+            .expect("writing prometheus.yml");
+        let port = free_port();
+        let args = vec![
+            format!("--config.file={}", config_path.display()),
+            format!("--storage.tsdb.path={}", data.display()),
+            "--storage.tsdb.retention.time=10y".to_owned(),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ];
+        let child = spawn_logged("prometheus", &program, &args, dir.path());
+        let url = format!("http://127.0.0.1:{port}");
+        let ready = format!("{url}/-/ready");
+        wait_until("Prometheus to be ready", Duration::from_secs(30), || {
+            super::get_text(&ready)
+        })
+        .await;
+        Prometheus {
+            url,
+            _dir: dir,
+            _child: child,
+        }
     }
 
     /// Runs an instant query and returns its `data.result` array.

@@ -1,5 +1,8 @@
 //! Fetching samples from a source: an HTTP scrape of a Prometheus text
-//! endpoint, streamed through the parser as the body arrives.
+//! endpoint, streamed through the parser as the body arrives, or a PromQL
+//! query ([`promql`]).
+
+pub mod promql;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +33,14 @@ pub enum ScrapeError {
     Parse { url: String, source: ParseError },
     #[error("reading bearer token file {path}: {reason}")]
     TokenFile { path: PathBuf, reason: String },
+    #[error("reading {path}: {reason}")]
+    SecretFile { path: PathBuf, reason: String },
+    #[error("the query to {url} failed: {message}")]
+    Query { url: String, message: String },
+    #[error("undecodable answer from {url}: {reason}")]
+    Decode { url: String, reason: String },
+    #[error("{0}")]
+    Client(String),
 }
 
 impl ScrapeError {
@@ -42,7 +53,11 @@ impl ScrapeError {
             ScrapeError::ContentType { .. } | ScrapeError::Parse { .. } => "parse_error",
             ScrapeError::BodyTooLarge { .. } => "body_too_large",
             ScrapeError::Body { .. } => "body_error",
-            ScrapeError::TokenFile { .. } => "config_error",
+            ScrapeError::TokenFile { .. }
+            | ScrapeError::SecretFile { .. }
+            | ScrapeError::Client(_) => "config_error",
+            ScrapeError::Query { .. } => "query_error",
+            ScrapeError::Decode { .. } => "parse_error",
         }
     }
 }
@@ -67,7 +82,10 @@ pub async fn scrape(
     let url = request.url;
     match tokio::time::timeout(request.timeout, scrape_inner(client, request, on_sample)).await {
         Ok(result) => result,
-        Err(_) => Err(ScrapeError::Timeout { url: url.to_owned(), timeout: request.timeout }),
+        Err(_) => Err(ScrapeError::Timeout {
+            url: url.to_owned(),
+            timeout: request.timeout,
+        }),
     }
 }
 
@@ -80,7 +98,10 @@ async fn scrape_inner(
     let mut builder = client
         .get(url)
         .header(reqwest::header::ACCEPT, ACCEPT_TEXT)
-        .header("X-Prometheus-Scrape-Timeout-Seconds", request.timeout.as_secs_f64().to_string());
+        .header(
+            "X-Prometheus-Scrape-Timeout-Seconds",
+            request.timeout.as_secs_f64().to_string(),
+        );
     if let Some(path) = request.bearer_token_file {
         builder = builder.bearer_auth(read_token(path).await?);
     }
@@ -93,15 +114,24 @@ async fn scrape_inner(
     // as a confusing parse error on its first line.
     let status = response.status();
     if !status.is_success() {
-        return Err(ScrapeError::Status { url: url.to_owned(), status: status.as_u16() });
+        return Err(ScrapeError::Status {
+            url: url.to_owned(),
+            status: status.as_u16(),
+        });
     }
     if let Some(content_type) = response.headers().get(reqwest::header::CONTENT_TYPE) {
         let content_type = content_type.to_str().unwrap_or("").to_ascii_lowercase();
         if content_type.starts_with("text/html") || content_type.starts_with("application/json") {
-            return Err(ScrapeError::ContentType { url: url.to_owned(), content_type });
+            return Err(ScrapeError::ContentType {
+                url: url.to_owned(),
+                content_type,
+            });
         }
     }
-    if response.content_length().is_some_and(|len| len > request.body_size_limit) {
+    if response
+        .content_length()
+        .is_some_and(|len| len > request.body_size_limit)
+    {
         return Err(ScrapeError::BodyTooLarge {
             url: url.to_owned(),
             limit: request.body_size_limit,
@@ -127,19 +157,28 @@ async fn scrape_inner(
         }
         parser
             .feed(&chunk, on_sample)
-            .map_err(|source| ScrapeError::Parse { url: url.to_owned(), source })?;
+            .map_err(|source| ScrapeError::Parse {
+                url: url.to_owned(),
+                source,
+            })?;
     }
     parser
         .finish(on_sample)
-        .map_err(|source| ScrapeError::Parse { url: url.to_owned(), source })?;
+        .map_err(|source| ScrapeError::Parse {
+            url: url.to_owned(),
+            source,
+        })?;
     Ok(received as usize)
 }
 
 /// Reads a bearer token on every scrape, so a rotated token is used at once.
-async fn read_token(path: &Path) -> Result<String, ScrapeError> {
+pub(crate) async fn read_token(path: &Path) -> Result<String, ScrapeError> {
     match tokio::fs::read_to_string(path).await {
         Ok(token) => Ok(token.trim().to_owned()),
-        Err(e) => Err(ScrapeError::TokenFile { path: path.to_owned(), reason: e.to_string() }),
+        Err(e) => Err(ScrapeError::TokenFile {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        }),
     }
 }
 
