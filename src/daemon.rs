@@ -11,12 +11,17 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{self, Config};
-use crate::engine::{Engine, StateObserver};
+use crate::engine::{Engine, Shared, StateObserver};
 use crate::http::{self, Api, ReloadRequest};
 use crate::notify::Notifier;
+use crate::shard::Shard;
+use crate::state;
 
 /// How long shutdown may take to deliver what the notifier still holds.
 pub const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
+
+/// How long shutdown waits for fetches in flight before cutting them off.
+pub const FETCH_DRAIN: Duration = Duration::from_secs(2);
 
 /// Everything `run` needs besides the listener and the shutdown signal.
 pub struct Options {
@@ -28,6 +33,10 @@ pub struct Options {
     pub external_url: String,
     /// Told about every state change (the demo prints them).
     pub observer: Option<StateObserver>,
+    /// Where snapshots are kept (`--storage.path`); `None` keeps no state.
+    pub storage_path: Option<PathBuf>,
+    /// The part of the series this replica keeps.
+    pub shard: Shard,
 }
 
 /// Runs the daemon on `listener` until `shutdown` completes.
@@ -50,8 +59,14 @@ pub async fn run(
         options.observer,
         options.external_url,
     );
+    engine.shared().set_shard(options.shard);
+    if let Some(dir) = &options.storage_path {
+        restore(&engine, dir);
+    }
     engine.apply(&config);
     tracing::info!(sources = config.sources.len(), "Configuration loaded");
+    let mut snapshots = snapshot_ticker(config.global.snapshot_interval);
+    let mut writing: Option<tokio::task::JoinHandle<()>> = None;
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(1);
     let api = Arc::new(Api {
@@ -72,24 +87,89 @@ pub async fn run(
             () = &mut shutdown => break,
             Some(reply) = reload_rx.recv() => {
                 let result = reload(&mut engine, &notifier, options.config_path.as_ref());
-                let _ = reply.send(result);
+                if let Ok(every) = &result {
+                    snapshots = snapshot_ticker(*every);
+                }
+                let _ = reply.send(result.map(|_| ()));
             }
             Some(()) = hangups.recv() => {
-                let _ = reload(&mut engine, &notifier, options.config_path.as_ref());
+                if let Ok(every) = reload(&mut engine, &notifier, options.config_path.as_ref()) {
+                    snapshots = snapshot_ticker(every);
+                }
+            }
+            _ = snapshots.tick(), if options.storage_path.is_some() => {
+                // One write at a time: a slow disk skips snapshots rather
+                // than piling writers up.
+                if writing.as_ref().is_none_or(|w| w.is_finished()) {
+                    let shared = Arc::clone(engine.shared());
+                    let dir = options.storage_path.clone().unwrap_or_default();
+                    writing = Some(tokio::task::spawn_blocking(move || snapshot(&shared, &dir)));
+                }
             }
         }
     }
 
+    // Stop fetching, then write the final state, then deliver what the
+    // notifier still holds: each step bounded, so SIGTERM ends in about
+    // FETCH_DRAIN + NOTIFY_DRAIN plus the time of one snapshot.
     tracing::info!("Shutting down");
-    engine.stop().await;
+    engine.stop(FETCH_DRAIN).await;
+    if let Some(dir) = options.storage_path.clone() {
+        if let Some(previous) = writing.take() {
+            let _ = previous.await;
+        }
+        let shared = Arc::clone(engine.shared());
+        let _ = tokio::task::spawn_blocking(move || snapshot(&shared, &dir)).await;
+    }
     notifier.shutdown(NOTIFY_DRAIN).await;
     let _ = stop_http.send(());
     let _ = server.await;
     Ok(())
 }
 
+fn snapshot_ticker(every: Duration) -> tokio::time::Interval {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    ticker
+}
+
+/// Reads the snapshot in `dir` for the series to claim as they appear. An
+/// unreadable one has been moved aside; the daemon starts fresh.
+fn restore(engine: &Engine, dir: &std::path::Path) {
+    match state::read(dir) {
+        Ok(restored) => {
+            tracing::info!(path = %dir.display(), series = restored.len(), "Snapshot read");
+            engine.shared().set_restores(restored);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Snapshot unreadable and set aside; starting fresh");
+        }
+    }
+}
+
+/// Writes a snapshot; runs on a blocking thread, since it takes each
+/// source's lock in turn and writes to disk.
+fn snapshot(shared: &Shared, dir: &std::path::Path) {
+    let started = std::time::Instant::now();
+    let (bytes, series) = shared.snapshot();
+    match state::write(dir, &bytes) {
+        Ok(()) => tracing::debug!(
+            series,
+            bytes = bytes.len(),
+            took = ?started.elapsed(),
+            "Snapshot written"
+        ),
+        Err(e) => tracing::warn!(path = %dir.display(), error = %e, "Writing the snapshot failed"),
+    }
+}
+
 /// Loads the file again and applies it; a bad file changes nothing.
-fn reload(engine: &mut Engine, notifier: &Notifier, path: Option<&PathBuf>) -> Result<(), String> {
+/// Returns the new snapshot interval.
+fn reload(
+    engine: &mut Engine,
+    notifier: &Notifier,
+    path: Option<&PathBuf>,
+) -> Result<Duration, String> {
     let shared = Arc::clone(engine.shared());
     let Some(path) = path else {
         shared.reload_successful.store(false, Ordering::Relaxed);
@@ -111,7 +191,7 @@ fn reload(engine: &mut Engine, notifier: &Notifier, path: Option<&PathBuf>) -> R
             engine.apply(&config);
             shared.reload_successful.store(true, Ordering::Relaxed);
             tracing::info!(file = %path.display(), sources = config.sources.len(), "Configuration reloaded");
-            Ok(())
+            Ok(config.global.snapshot_interval)
         }
         Err(problems) => {
             shared.reload_successful.store(false, Ordering::Relaxed);

@@ -77,6 +77,8 @@ pub async fn run(
         config_path: None,
         external_url: format!("http://{address}"),
         observer: Some(Arc::new(print_change)),
+        storage_path: None,
+        shard: crate::shard::Shard::ALL,
     };
     daemon::run(options, listener, shutdown).await
 }
@@ -100,7 +102,9 @@ fn print_change(change: &StateChange) {
 
 async fn serve_model(listener: TcpListener, started: Instant) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         tokio::spawn(async move {
             let service = service_fn(move |_: Request<hyper::body::Incoming>| async move {
                 let body = exposition(started.elapsed());
@@ -122,10 +126,16 @@ pub fn exposition(elapsed: Duration) -> String {
     let mut out = String::new();
     out.push_str("# HELP model_accuracy Share of correct predictions over the last minute.\n");
     out.push_str("# TYPE model_accuracy gauge\n");
-    let _ = writeln!(out, "model_accuracy{{model=\"fraud\",version=\"3\"}} {accuracy}");
+    let _ = writeln!(
+        out,
+        "model_accuracy{{model=\"fraud\",version=\"3\"}} {accuracy}"
+    );
     out.push_str("# HELP model_latency_seconds Mean inference latency over the last minute.\n");
     out.push_str("# TYPE model_latency_seconds gauge\n");
-    let _ = writeln!(out, "model_latency_seconds{{model=\"fraud\",version=\"3\"}} {latency}");
+    let _ = writeln!(
+        out,
+        "model_latency_seconds{{model=\"fraud\",version=\"3\"}} {latency}"
+    );
     out
 }
 

@@ -132,6 +132,18 @@ pub struct Evaluation {
     pub window_samples: usize,
 }
 
+/// A detector taken apart for a snapshot; see [`Detector::save`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedDetector {
+    pub state: State,
+    pub since_ms: i64,
+    pub incident_ms: i64,
+    pub breaches: u32,
+    pub last: Option<Evaluation>,
+    /// Oldest first.
+    pub baseline: Vec<f64>,
+}
+
 /// The detector of one series: its baseline window and its state.
 ///
 /// # Rules
@@ -230,6 +242,12 @@ impl Detector {
     /// The ring keeps its allocation, since the series will refill it.
     pub fn reset_baseline(&mut self, _params: &DetectorParams, now_ms: i64) -> Option<Transition> {
         self.baseline.clear();
+        // The last verdict was against the baseline just forgotten: keep the
+        // value, drop what no longer describes the series.
+        self.last = LastSample {
+            value: self.last.value,
+            ..LastSample::NONE
+        };
         self.enter(State::Learning, now_ms)
     }
 
@@ -247,6 +265,40 @@ impl Detector {
             self.baseline.push(value, params.window);
         }
         enters
+    }
+
+    /// Everything a restart needs to carry on as if it had not happened.
+    pub fn save(&self) -> SavedDetector {
+        SavedDetector {
+            state: self.state,
+            since_ms: self.since_ms,
+            incident_ms: self.incident_ms,
+            breaches: self.breaches,
+            last: self.last(),
+            baseline: self.baseline.iter().collect(),
+        }
+    }
+
+    /// A detector as [`Detector::save`] left it. A baseline longer than the
+    /// window (the window shrank across the restart) keeps its newest
+    /// samples; non-finite values, which no window ever holds, are dropped.
+    pub fn restore(params: &DetectorParams, saved: &SavedDetector) -> Detector {
+        let mut baseline = Baseline::new();
+        let keep = saved.baseline.len().saturating_sub(params.window.max(1));
+        for &x in saved.baseline[keep..].iter().filter(|x| x.is_finite()) {
+            baseline.push(x, params.window);
+        }
+        Detector {
+            baseline,
+            last: saved
+                .last
+                .as_ref()
+                .map_or(LastSample::NONE, LastSample::from),
+            since_ms: saved.since_ms,
+            incident_ms: saved.incident_ms,
+            breaches: saved.breaches,
+            state: saved.state,
+        }
     }
 
     pub fn state(&self) -> State {
@@ -1003,6 +1055,12 @@ mod tests {
         assert_eq!(t, moved(State::Degraded, State::Learning, 11 * SEC));
         assert_eq!(d.window_len(), 0);
         assert_eq!(d.baseline().count(), 0);
+        // What is exported until the next sample describes no old baseline.
+        let last = d.last().unwrap();
+        assert_eq!(
+            (last.value, last.zscore, last.mean, last.window_samples),
+            (20.0, None, None, 0)
+        );
         let v = d.observe(&p, 20.0, 12 * SEC).unwrap();
         assert_eq!((v.zscore, v.transition), (None, None));
         assert_eq!(d.last().unwrap().window_samples, 0);
@@ -1022,6 +1080,33 @@ mod tests {
         assert_eq!(d.window_len(), 30.min(p.window));
         let v = d.observe(&p, 11.0, SEC).unwrap();
         assert!(v.zscore.is_some(), "no verdict from the first live sample");
+    }
+
+    #[test]
+    fn a_restored_detector_carries_on_as_the_saved_one() {
+        let p = params();
+        let mut original = learned(&p);
+        original.observe(&p, 0.0, 10 * SEC).unwrap();
+        assert_eq!(original.state(), State::Degraded);
+        let mut restored = Detector::restore(&p, &original.save());
+        assert_eq!(restored.save(), original.save());
+        for (i, x) in [0.5, 9.0, 10.5, 11.0].into_iter().enumerate() {
+            let at = (11 + i as i64) * SEC;
+            assert_eq!(restored.observe(&p, x, at), original.observe(&p, x, at));
+        }
+    }
+
+    #[test]
+    fn a_restored_baseline_fits_a_smaller_window() {
+        let p = params();
+        let mut saved = learned(&p).save();
+        saved.baseline = (0..50).map(f64::from).collect();
+        let small = DetectorParams { window: 5, ..p };
+        let restored = Detector::restore(&small, &saved);
+        assert_eq!(
+            restored.baseline().collect::<Vec<_>>(),
+            vec![45.0, 46.0, 47.0, 48.0, 49.0]
+        );
     }
 
     #[test]

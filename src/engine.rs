@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -13,11 +13,14 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::{Config, PromqlConfig, ScrapeConfig, SourceConfig, SourceKind, WatchConfig};
-use crate::detector::{Detector, State, Transition};
+use crate::detector::{Detector, SavedDetector, State, Transition};
 use crate::notify::{AlertStatus, AlertUpdate, Notifier};
 use crate::parse::{self, Sample};
+use crate::selector::Selector;
+use crate::shard::Shard;
 use crate::source::promql::{self, QueryRequest, ResultSeries};
 use crate::source::{self, ScrapeError, ScrapeRequest};
+use crate::state;
 
 /// Most series one source may create; samples of further series are skipped
 /// and counted, so a target that explodes its label cardinality cannot take
@@ -62,13 +65,19 @@ pub enum SkipCause {
     NotFinite,
     SeriesLimit,
     BadLabels,
+    LabelLimit,
+    LabelValueLength,
+    TotalSeriesLimit,
 }
 
 impl SkipCause {
-    pub const ALL: [SkipCause; 3] = [
+    pub const ALL: [SkipCause; 6] = [
         SkipCause::NotFinite,
         SkipCause::SeriesLimit,
         SkipCause::BadLabels,
+        SkipCause::LabelLimit,
+        SkipCause::LabelValueLength,
+        SkipCause::TotalSeriesLimit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +85,20 @@ impl SkipCause {
             SkipCause::NotFinite => "not_finite",
             SkipCause::SeriesLimit => "series_limit",
             SkipCause::BadLabels => "bad_labels",
+            SkipCause::LabelLimit => "label_limit",
+            SkipCause::LabelValueLength => "label_value_length_limit",
+            SkipCause::TotalSeriesLimit => "total_series_limit",
+        }
+    }
+
+    /// The configuration key of the limit, for the log line of a hit.
+    fn limit_key(self) -> &'static str {
+        match self {
+            SkipCause::SeriesLimit => "series_limit",
+            SkipCause::LabelLimit => "label_limit",
+            SkipCause::LabelValueLength => "label_value_length_limit",
+            SkipCause::TotalSeriesLimit => "global.total_series_limit",
+            SkipCause::NotFinite | SkipCause::BadLabels => "",
         }
     }
 }
@@ -104,7 +127,16 @@ pub type StateObserver = Arc<dyn Fn(&StateChange) + Send + Sync>;
 pub struct Shared {
     pub clock: Clock,
     sources: RwLock<Arc<Vec<Arc<SourceRuntime>>>>,
-    pub skipped: [AtomicU64; 3],
+    pub skipped: [AtomicU64; SkipCause::ALL.len()],
+    /// Series held over all sources, against `total_series_limit`.
+    series_total: AtomicUsize,
+    total_series_limit: AtomicUsize,
+    /// Detectors read from the snapshot at start, claimed by their series
+    /// as each appears; the flag spares the lock once none are left.
+    restores: Mutex<state::Restored>,
+    has_restores: AtomicBool,
+    /// The part of the series this replica keeps, as (index, total).
+    shard: (AtomicU32, AtomicU32),
     pub ready: AtomicBool,
     pub reload_successful: AtomicBool,
     pub notifier: Notifier,
@@ -122,12 +154,68 @@ impl Shared {
             clock: Clock::new(),
             sources: RwLock::new(Arc::new(Vec::new())),
             skipped: Default::default(),
+            series_total: AtomicUsize::new(0),
+            total_series_limit: AtomicUsize::new(usize::MAX),
+            restores: Mutex::new(state::Restored::new()),
+            has_restores: AtomicBool::new(false),
+            shard: (AtomicU32::new(0), AtomicU32::new(1)),
             ready: AtomicBool::new(false),
             reload_successful: AtomicBool::new(true),
             notifier,
             observer,
             external_url,
         }
+    }
+
+    /// Keeps only the series of `shard` from now on.
+    pub fn set_shard(&self, shard: Shard) {
+        self.shard.0.store(shard.index, Ordering::Relaxed);
+        self.shard.1.store(shard.total, Ordering::Relaxed);
+    }
+
+    fn shard(&self) -> Shard {
+        Shard {
+            index: self.shard.0.load(Ordering::Relaxed),
+            total: self.shard.1.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Hands over the detectors of a snapshot, for series to claim.
+    pub fn set_restores(&self, restores: state::Restored) {
+        self.has_restores
+            .store(!restores.is_empty(), Ordering::Relaxed);
+        *lock(&self.restores) = restores;
+    }
+
+    /// The saved detector of series `id`, once.
+    fn take_restore(&self, id: u64) -> Option<SavedDetector> {
+        if !self.has_restores.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut restores = lock(&self.restores);
+        let saved = restores.remove(&id);
+        if restores.is_empty() {
+            self.has_restores.store(false, Ordering::Relaxed);
+        }
+        saved
+    }
+
+    /// A whole snapshot: every series' detector, and the saved ones no
+    /// series has claimed yet (a target briefly down across a restart must
+    /// not lose its baselines at the first snapshot after it).
+    pub fn snapshot(&self) -> (Vec<u8>, usize) {
+        let mut encoder = state::Encoder::new();
+        for runtime in self.sources().iter() {
+            let table = lock(&runtime.table);
+            for entry in table.iter() {
+                encoder.add(entry.id, &entry.detector.save());
+            }
+        }
+        for (id, saved) in lock(&self.restores).iter() {
+            encoder.add(*id, saved);
+        }
+        let records = encoder.records();
+        (encoder.finish(), records)
     }
 
     /// Replaces the sources the exporter and API see.
@@ -224,6 +312,17 @@ impl SeriesTable {
         self.slots.iter_mut().flatten()
     }
 
+    /// Makes room for `new` more series. A source's series arrive together
+    /// in its first fetch, so room is made for exactly those rather than
+    /// doubling past them (up to twice the memory the slots need); later
+    /// growth is by at least an eighth, which keeps the copies amortised.
+    fn reserve(&mut self, new: usize, free: usize) {
+        let needed = new.saturating_sub(free);
+        if self.slots.capacity() - self.slots.len() < needed {
+            self.slots.reserve_exact(needed.max(self.slots.len() / 8));
+        }
+    }
+
     fn insert(&mut self, free: &mut Vec<u32>, entry: SeriesEntry) -> u32 {
         self.live += 1;
         match free.pop() {
@@ -311,7 +410,13 @@ impl Engine {
             let _ = task.stop.send(true);
             task.join.abort();
             resolve_all(&self.shared, &task.runtime);
+            let held = lock(&task.runtime.table).len();
+            self.shared.series_total.fetch_sub(held, Ordering::Relaxed);
         }
+        let total_limit = config.global.total_series_limit;
+        self.shared
+            .total_series_limit
+            .store(total_limit, Ordering::Relaxed);
         self.tasks = kept;
         self.shared
             .set_sources(self.tasks.iter().map(|t| Arc::clone(&t.runtime)).collect());
@@ -334,13 +439,20 @@ impl Engine {
         }
     }
 
-    /// Stops every source task and waits for those that are mid-scrape.
-    pub async fn stop(&mut self) {
+    /// Stops every source task, letting those that are mid-fetch finish
+    /// for up to `grace`, then cutting them off.
+    pub async fn stop(&mut self, grace: Duration) {
         for task in &self.tasks {
             let _ = task.stop.send(true);
         }
-        for task in self.tasks.drain(..) {
-            let _ = task.join.await;
+        let deadline = Instant::now() + grace;
+        for mut task in self.tasks.drain(..) {
+            if tokio::time::timeout_at(deadline, &mut task.join)
+                .await
+                .is_err()
+            {
+                task.join.abort();
+            }
         }
     }
 }
@@ -358,6 +470,55 @@ fn resolve_all(shared: &Shared, runtime: &SourceRuntime) {
     }
 }
 
+/// Makes every series that one of `selectors` matches relearn its
+/// baseline, ending any incident it had (so its alert resolves); returns
+/// how many series were reset. A series is matched on `__name__` (its
+/// watch's metric) and the labels it has on /metrics: `source`, `metric`
+/// and its own, clashing ones as `exported_<name>`.
+pub fn reset_baselines(shared: &Shared, selectors: &[Selector]) -> usize {
+    let now = shared.clock.now_ms();
+    let mut reset = 0;
+    for runtime in shared.sources().iter() {
+        let mut table = lock(&runtime.table);
+        for entry in table.iter_mut() {
+            let metric = &*runtime.watch_metrics[entry.watch as usize];
+            let labels = own_labels(&entry.labels);
+            let own = |name: &str| {
+                labels
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.as_str())
+            };
+            let label = |name: &str| match name {
+                "__name__" | "metric" => Some(metric),
+                "source" => Some(&*runtime.name),
+                "exported_source" => own("source"),
+                "exported_metric" => own("metric"),
+                other => own(other),
+            };
+            if !selectors.iter().any(|s| s.matches(label)) {
+                continue;
+            }
+            reset += 1;
+            let params = &runtime.config.watches[entry.watch as usize].detector;
+            let previous_since = entry.detector.since_ms();
+            if let Some(transition) = entry.detector.reset_baseline(params, now) {
+                let last = entry.detector.last();
+                let value = last.as_ref().map_or(f64::NAN, |e| e.value);
+                let change = change_from(
+                    runtime,
+                    entry,
+                    &transition,
+                    value,
+                    last.and_then(|e| e.zscore),
+                );
+                report(shared, runtime, entry, &change, previous_since);
+            }
+        }
+    }
+    reset
+}
+
 /// A lock that survives a panic elsewhere: the data is plain numbers and
 /// stays usable, and the daemon must keep serving.
 pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -368,6 +529,7 @@ pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Where a sample of the current scrape goes.
+#[derive(Clone, Copy)]
 enum Route {
     Known(u32),
     Ignored,
@@ -383,7 +545,18 @@ pub struct Ingest {
     watched: HashMap<Box<str>, Vec<u16>, foldhash::fast::RandomState>,
     /// Exposition text of a series (`name{labels}` as the target wrote it) →
     /// where its samples go. Several spellings may share a slot.
-    index: HashMap<Box<str>, Route, foldhash::fast::RandomState>,
+    /// The keys are shared with `order`.
+    index: HashMap<Arc<str>, Route, foldhash::fast::RandomState>,
+    /// The watched samples of the last fetch in the order the target wrote
+    /// them, with their text and route. A target writes its series in the
+    /// same order every time, so the sample at position k is nearly always
+    /// the one that was at k before: comparing with texts laid out in that
+    /// order reads memory almost sequentially, where probing the index at a
+    /// million series costs several cache misses per sample. `None` marks a
+    /// position not known yet.
+    order: Vec<Option<(Arc<str>, Route)>>,
+    /// Position of the next watched sample in this fetch.
+    position: usize,
     by_id: HashMap<u64, u32, foldhash::fast::RandomState>,
     free: Vec<u32>,
     /// Samples of known series in this fetch.
@@ -393,6 +566,9 @@ pub struct Ingest {
     /// Backfilled values by series text, for the fresh series of this fetch.
     history: HashMap<Box<str>, Vec<f64>, foldhash::fast::RandomState>,
     hash_seed: foldhash::fast::FixedState,
+    /// Bits by [`SkipCause`] of the limits this fetch and the last one hit.
+    limits_hit: u8,
+    limits_hit_before: u8,
 }
 
 /// A source's scheduler loop around its [`Ingest`].
@@ -619,17 +795,22 @@ impl Ingest {
             shared,
             watched,
             index: HashMap::default(),
+            order: Vec::new(),
+            position: 0,
             by_id: HashMap::default(),
             free: Vec::new(),
             batch: Vec::new(),
             fresh: Vec::new(),
             history: HashMap::default(),
             hash_seed: foldhash::fast::FixedState::with_seed(0x6472_6966_7477_6174),
+            limits_hit: 0,
+            limits_hit_before: 0,
         }
     }
 
     /// Starts a fetch: forgets the samples of the previous one.
     pub fn begin(&mut self) {
+        self.position = 0;
         self.batch.clear();
         self.fresh.clear();
         self.history.clear();
@@ -659,11 +840,32 @@ impl Ingest {
         if !self.watched.contains_key(sample.name) {
             return;
         }
-        match self.index.get(sample.series) {
-            Some(Route::Known(slot)) => self.batch.push((*slot, sample.value)),
-            Some(Route::Ignored) => {}
-            None => self.fresh.push((Box::from(sample.series), sample.value)),
+        let position = self.position;
+        self.position += 1;
+        let route = match self.order.get(position) {
+            Some(Some((text, route))) if **text == *sample.series => *route,
+            _ => match self.index.get_key_value(sample.series) {
+                Some((text, &route)) => {
+                    self.remember(position, Arc::clone(text), route);
+                    route
+                }
+                None => {
+                    self.fresh.push((Box::from(sample.series), sample.value));
+                    return;
+                }
+            },
+        };
+        if let Route::Known(slot) = route {
+            self.batch.push((slot, sample.value));
         }
+    }
+
+    /// Notes what the sample at `position` was, for the next fetch.
+    fn remember(&mut self, position: usize, text: Arc<str>, route: Route) {
+        if self.order.len() <= position {
+            self.order.resize(position + 1, None);
+        }
+        self.order[position] = Some((text, route));
     }
 
     fn record_health(&self, at_ms: i64, duration: Duration, error: Option<ScrapeError>) {
@@ -707,6 +909,7 @@ impl Ingest {
             not_finite += observe(&shared, &runtime, entry, value, at_ms);
         }
         let fresh = std::mem::take(&mut self.fresh);
+        table.reserve(fresh.len(), self.free.len());
         for (text, value) in &fresh {
             let Some(slot) = self.admit(&mut table, text, at_ms) else {
                 continue;
@@ -726,10 +929,17 @@ impl Ingest {
             not_finite += observe(&shared, &runtime, entry, *value, at_ms);
         }
         self.fresh = fresh;
+        // The first fetch of a large target brings all its series at once;
+        // the buffer they needed is not kept for the few that come later.
+        if self.fresh.capacity() > 1024 {
+            self.fresh = Vec::new();
+        }
+        self.order.truncate(self.position);
         drop(table);
         if not_finite > 0 {
             shared.count_skipped(SkipCause::NotFinite, not_finite);
         }
+        self.log_limits();
     }
 
     /// Decides what a series seen for the first time is: a new watched
@@ -752,33 +962,97 @@ impl Ingest {
             .into_iter()
             .find(|&w| matches(&self.runtime.config.watches[w as usize], &canonical))
         else {
-            self.index.insert(Box::from(text), Route::Ignored);
+            self.index.insert(Arc::from(text), Route::Ignored);
             return None;
         };
         let labels_text = render_labels(&canonical);
         let id = series_id(&self.hash_seed, &self.runtime.name, name, &labels_text);
         if let Some(&slot) = self.by_id.get(&id) {
-            self.index.insert(Box::from(text), Route::Known(slot));
+            self.index.insert(Arc::from(text), Route::Known(slot));
             return Some(slot);
         }
-        if table.len() >= MAX_SERIES_PER_SOURCE {
-            self.shared.count_skipped(SkipCause::SeriesLimit, 1);
+        // Another replica's series: remembered as unwatched, so it costs one
+        // lookup a fetch from now on.
+        if !self.shared.shard().owns(id) {
+            self.index.insert(Arc::from(text), Route::Ignored);
             return None;
         }
-        let watch_config = &self.runtime.config.watches[watch as usize];
+        if let Some(cause) = self.over_limit(table.len(), &canonical) {
+            self.shared.count_skipped(cause, 1);
+            self.limits_hit |= 1 << cause as u8;
+            return None;
+        }
+        self.shared.series_total.fetch_add(1, Ordering::Relaxed);
+        let params = &self.runtime.config.watches[watch as usize].detector;
+        let restored = self.shared.take_restore(id);
+        let detector = match &restored {
+            Some(saved) => Detector::restore(params, saved),
+            None => Detector::new(params, at_ms),
+        };
         let entry = SeriesEntry {
             id,
             watch,
             export_labels: export_labels(&self.runtime.name, name, &canonical),
             labels: Arc::from(labels_text.as_str()),
-            detector: Detector::new(&watch_config.detector, at_ms),
+            detector,
             last_seen_ms: at_ms,
         };
+        if restored.is_some() {
+            resume(&self.shared, &self.runtime, &entry);
+        }
         let slot = table.insert(&mut self.free, entry);
         self.by_id.insert(id, slot);
-        self.index.insert(Box::from(text), Route::Known(slot));
+        self.index.insert(Arc::from(text), Route::Known(slot));
         tracing::debug!(source = &*self.runtime.name, series = text, "New series");
         Some(slot)
+    }
+
+    /// Which limit, if any, keeps a new series with these labels out.
+    fn over_limit(&self, held: usize, labels: &[(String, String)]) -> Option<SkipCause> {
+        let limits = &self.runtime.config.limits;
+        if labels.len() > limits.labels {
+            return Some(SkipCause::LabelLimit);
+        }
+        if labels
+            .iter()
+            .any(|(_, value)| value.len() > limits.label_value_length)
+        {
+            return Some(SkipCause::LabelValueLength);
+        }
+        if held >= limits.series {
+            return Some(SkipCause::SeriesLimit);
+        }
+        let total = self.shared.series_total.load(Ordering::Relaxed);
+        if total >= self.shared.total_series_limit.load(Ordering::Relaxed) {
+            return Some(SkipCause::TotalSeriesLimit);
+        }
+        None
+    }
+
+    /// Logs a limit when a fetch first hits it and when one no longer
+    /// does, not at every fetch in between.
+    fn log_limits(&mut self) {
+        let (hit, before) = (self.limits_hit, self.limits_hit_before);
+        for cause in SkipCause::ALL {
+            let bit = 1u8 << cause as u8;
+            let source = &*self.runtime.name;
+            if hit & bit != 0 && before & bit == 0 {
+                tracing::warn!(
+                    source,
+                    reason = cause.as_str(),
+                    limit = cause.limit_key(),
+                    "New series over a limit are not watched"
+                );
+            } else if hit & bit == 0 && before & bit != 0 {
+                tracing::info!(
+                    source,
+                    reason = cause.as_str(),
+                    "No new series over the limit"
+                );
+            }
+        }
+        self.limits_hit_before = hit;
+        self.limits_hit = 0;
     }
 
     /// Drops series their source stopped returning for `stale_after`,
@@ -806,6 +1080,7 @@ impl Ingest {
             };
             self.free.push(*slot);
             self.by_id.remove(&entry.id);
+            self.shared.series_total.fetch_sub(1, Ordering::Relaxed);
             if entry.detector.state() == State::Degraded {
                 let change = change_of(&runtime, &entry, State::Degraded, State::Learning, now_ms);
                 report(
@@ -831,6 +1106,9 @@ impl Ingest {
             Route::Known(slot) => !stale.contains(slot),
             Route::Ignored => !forget_ignored,
         });
+        // A freed slot may go to another series: no remembered route may
+        // lead to it. The next fetch relearns the order from the index.
+        self.order.clear();
     }
 }
 
@@ -932,22 +1210,59 @@ fn report(
     } else {
         previous_since_ms
     };
+    let mut update = alert_update(shared, runtime, entry, status, started_at_ms);
+    (update.value, update.zscore, update.at_ms) =
+        (change.value, change.zscore.unwrap_or(0.0), change.at_ms);
+    shared.notifier.update(update);
+}
+
+/// An alert about `entry` as its latest evaluation describes it.
+fn alert_update(
+    shared: &Shared,
+    runtime: &SourceRuntime,
+    entry: &SeriesEntry,
+    status: AlertStatus,
+    started_at_ms: i64,
+) -> AlertUpdate {
     let last = entry.detector.last();
-    shared.notifier.update(AlertUpdate {
+    AlertUpdate {
         series_id: entry.id,
-        source: Arc::clone(&change.source),
-        metric: Arc::clone(&change.metric),
+        source: Arc::clone(&runtime.name),
+        metric: Arc::clone(&runtime.watch_metrics[entry.watch as usize]),
         labels: own_labels(&entry.labels),
         status,
-        value: change.value,
-        zscore: change.zscore.unwrap_or(0.0),
+        value: last.as_ref().map_or(f64::NAN, |e| e.value),
+        zscore: last.as_ref().and_then(|e| e.zscore).unwrap_or(0.0),
         baseline_mean: last.as_ref().and_then(|e| e.mean).unwrap_or(f64::NAN),
         baseline_stddev: last.as_ref().and_then(|e| e.stddev).unwrap_or(f64::NAN),
         started_at_ms,
-        at_ms: change.at_ms,
+        at_ms: entry.last_seen_ms,
         interval: runtime.config.interval,
         generator_url: format!("{}/series/{:016x}", shared.external_url, entry.id),
-    });
+    }
+}
+
+/// Tells the notifier about a series restored in the middle of an incident
+/// that was already announced: its alert goes on being resent with its
+/// original start, and no webhook hears of it as new.
+fn resume(shared: &Shared, runtime: &SourceRuntime, entry: &SeriesEntry) {
+    if entry.detector.state() != State::Degraded {
+        return;
+    }
+    tracing::info!(
+        source = &*runtime.name,
+        series = &*entry.labels,
+        "Resuming a restored alert"
+    );
+    let mut update = alert_update(
+        shared,
+        runtime,
+        entry,
+        AlertStatus::Firing,
+        entry.detector.since_ms(),
+    );
+    update.at_ms = shared.clock.now_ms();
+    shared.notifier.resume(update);
 }
 
 /// The series' labels as owned pairs, unescaped.

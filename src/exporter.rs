@@ -65,15 +65,30 @@ enum Kind {
 
 /// The six per-series families, in the order they are written.
 const SERIES_FAMILIES: [(&str, &str); 6] = [
-    (names::SERIES_ZSCORE, "Z-score of the latest sample against its baseline (absent while learning)."),
-    (names::SERIES_BASELINE_MEAN, "Mean of the baseline the latest z-score was computed against."),
+    (
+        names::SERIES_ZSCORE,
+        "Z-score of the latest sample against its baseline (absent while learning).",
+    ),
+    (
+        names::SERIES_BASELINE_MEAN,
+        "Mean of the baseline the latest z-score was computed against.",
+    ),
     (
         names::SERIES_BASELINE_STDDEV,
         "Population standard deviation (after the floor) of that baseline.",
     ),
-    (names::SERIES_LAST_VALUE, "Latest sample value of the series."),
-    (names::SERIES_WINDOW_SAMPLES, "Samples in the baseline the latest z-score was computed against."),
-    (names::SERIES_DEGRADED, "1 while the series is degraded, else 0."),
+    (
+        names::SERIES_LAST_VALUE,
+        "Latest sample value of the series.",
+    ),
+    (
+        names::SERIES_WINDOW_SAMPLES,
+        "Samples in the baseline the latest z-score was computed against.",
+    ),
+    (
+        names::SERIES_DEGRADED,
+        "1 while the series is degraded, else 0.",
+    ),
 ];
 
 /// Renders the whole exposition.
@@ -105,7 +120,11 @@ fn render_series(shared: &Shared, format: Format, out: &mut String) {
 
 fn write_series(families: &mut [String; 6], entry: &SeriesEntry) {
     let labels = &*entry.export_labels;
-    let degraded = if entry.detector.state() == State::Degraded { 1.0 } else { 0.0 };
+    let degraded = if entry.detector.state() == State::Degraded {
+        1.0
+    } else {
+        0.0
+    };
     let Some(last) = entry.detector.last() else {
         sample(&mut families[5], names::SERIES_DEGRADED, labels, degraded);
         return;
@@ -115,26 +134,58 @@ fn write_series(families: &mut [String; 6], entry: &SeriesEntry) {
     }
     if let (Some(mean), Some(stddev)) = (last.mean, last.stddev) {
         sample(&mut families[1], names::SERIES_BASELINE_MEAN, labels, mean);
-        sample(&mut families[2], names::SERIES_BASELINE_STDDEV, labels, stddev);
+        sample(
+            &mut families[2],
+            names::SERIES_BASELINE_STDDEV,
+            labels,
+            stddev,
+        );
     }
-    sample(&mut families[3], names::SERIES_LAST_VALUE, labels, last.value);
-    sample(&mut families[4], names::SERIES_WINDOW_SAMPLES, labels, last.window_samples as f64);
+    sample(
+        &mut families[3],
+        names::SERIES_LAST_VALUE,
+        labels,
+        last.value,
+    );
+    sample(
+        &mut families[4],
+        names::SERIES_WINDOW_SAMPLES,
+        labels,
+        last.window_samples as f64,
+    );
     sample(&mut families[5], names::SERIES_DEGRADED, labels, degraded);
 }
 
 fn render_self(shared: &Shared, format: Format, out: &mut String) {
     let sources = shared.sources();
 
-    header(out, format, names::SOURCE_UP, "1 if the last fetch of the source succeeded, else 0.", Kind::Gauge);
+    header(
+        out,
+        format,
+        names::SOURCE_UP,
+        "1 if the last fetch of the source succeeded, else 0.",
+        Kind::Gauge,
+    );
     let mut healths = Vec::with_capacity(sources.len());
     for source in sources.iter() {
         let health = lock(&source.health).clone();
         let labels = label_text(&[("source", &source.name)]);
-        sample(out, names::SOURCE_UP, &labels, if health.up { 1.0 } else { 0.0 });
+        sample(
+            out,
+            names::SOURCE_UP,
+            &labels,
+            if health.up { 1.0 } else { 0.0 },
+        );
         healths.push((labels, health, lock(&source.table).len()));
     }
 
-    header(out, format, names::SOURCE_SCRAPES, "Fetches of each source by result.", Kind::Counter);
+    header(
+        out,
+        format,
+        names::SOURCE_SCRAPES,
+        "Fetches of each source by result.",
+        Kind::Counter,
+    );
     for (source, (_, health, _)) in sources.iter().zip(&healths) {
         for (result, count) in &health.scrapes {
             let labels = label_text(&[("source", &source.name), ("result", result)]);
@@ -142,22 +193,51 @@ fn render_self(shared: &Shared, format: Format, out: &mut String) {
         }
     }
 
-    header(out, format, names::SOURCE_SCRAPE_DURATION, "Duration of the last fetch of each source.", Kind::Gauge);
+    header(
+        out,
+        format,
+        names::SOURCE_SCRAPE_DURATION,
+        "Duration of the last fetch of each source.",
+        Kind::Gauge,
+    );
     for (labels, health, _) in &healths {
-        sample(out, names::SOURCE_SCRAPE_DURATION, labels, health.last_duration.as_secs_f64());
+        sample(
+            out,
+            names::SOURCE_SCRAPE_DURATION,
+            labels,
+            health.last_duration.as_secs_f64(),
+        );
     }
 
-    header(out, format, names::SOURCE_SERIES, "Watched series of each source.", Kind::Gauge);
+    header(
+        out,
+        format,
+        names::SOURCE_SERIES,
+        "Watched series of each source.",
+        Kind::Gauge,
+    );
     let mut tracked = 0;
     for (labels, _, series) in &healths {
         tracked += series;
         sample(out, names::SOURCE_SERIES, labels, *series as f64);
     }
 
-    header(out, format, names::SERIES_TRACKED, "Watched series in all sources.", Kind::Gauge);
+    header(
+        out,
+        format,
+        names::SERIES_TRACKED,
+        "Watched series in all sources.",
+        Kind::Gauge,
+    );
     sample(out, names::SERIES_TRACKED, "", tracked as f64);
 
-    header(out, format, names::SAMPLES_SKIPPED, "Samples not evaluated, by reason.", Kind::Counter);
+    header(
+        out,
+        format,
+        names::SAMPLES_SKIPPED,
+        "Samples not evaluated, by reason.",
+        Kind::Counter,
+    );
     for cause in SkipCause::ALL {
         let labels = label_text(&[("reason", cause.as_str())]);
         counter(out, names::SAMPLES_SKIPPED, &labels, shared.skipped(cause));
@@ -173,16 +253,33 @@ fn render_self(shared: &Shared, format: Format, out: &mut String) {
         Kind::Gauge,
     );
     let reloaded = shared.reload_successful.load(Ordering::Relaxed);
-    sample(out, names::CONFIG_LAST_RELOAD_SUCCESSFUL, "", if reloaded { 1.0 } else { 0.0 });
+    sample(
+        out,
+        names::CONFIG_LAST_RELOAD_SUCCESSFUL,
+        "",
+        if reloaded { 1.0 } else { 0.0 },
+    );
 
-    header(out, format, names::BUILD_INFO, "Always 1; the version of driftwatch as a label.", Kind::Gauge);
+    header(
+        out,
+        format,
+        names::BUILD_INFO,
+        "Always 1; the version of driftwatch as a label.",
+        Kind::Gauge,
+    );
     let labels = label_text(&[("version", env!("CARGO_PKG_VERSION"))]);
     sample(out, names::BUILD_INFO, &labels, 1.0);
 }
 
 fn render_notifications(shared: &Shared, format: Format, out: &mut String) {
     let stats = shared.notifier.stats();
-    header(out, format, names::NOTIFICATIONS, "Notification deliveries by receiver and result.", Kind::Counter);
+    header(
+        out,
+        format,
+        names::NOTIFICATIONS,
+        "Notification deliveries by receiver and result.",
+        Kind::Counter,
+    );
     for receiver in &stats {
         for (result, count) in &receiver.results {
             let labels = label_text(&[("receiver", &receiver.receiver), ("result", result)]);
@@ -198,7 +295,12 @@ fn render_notifications(shared: &Shared, format: Format, out: &mut String) {
     );
     for receiver in &stats {
         let labels = label_text(&[("receiver", &receiver.receiver)]);
-        sample(out, names::NOTIFICATION_QUEUE_LENGTH, &labels, receiver.queue_length as f64);
+        sample(
+            out,
+            names::NOTIFICATION_QUEUE_LENGTH,
+            &labels,
+            receiver.queue_length as f64,
+        );
     }
 }
 
@@ -209,7 +311,11 @@ fn header(out: &mut String, format: Format, name: &str, help: &str, kind: Kind) 
     };
     // The text format names a counter family after its samples (`_total`);
     // OpenMetrics names it without the suffix.
-    let suffix = if kind == Kind::Counter && format == Format::Text { "_total" } else { "" };
+    let suffix = if kind == Kind::Counter && format == Format::Text {
+        "_total"
+    } else {
+        ""
+    };
     let _ = writeln!(out, "# HELP {name}{suffix} {help}");
     let _ = writeln!(out, "# TYPE {name}{suffix} {kind_text}");
 }
@@ -285,9 +391,14 @@ mod tests {
     #[test]
     fn openmetrics_is_chosen_only_when_asked_for() {
         assert_eq!(Format::from_accept(None), Format::Text);
-        assert_eq!(Format::from_accept(Some("text/plain;version=0.0.4")), Format::Text);
         assert_eq!(
-            Format::from_accept(Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")),
+            Format::from_accept(Some("text/plain;version=0.0.4")),
+            Format::Text
+        );
+        assert_eq!(
+            Format::from_accept(Some(
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+            )),
             Format::OpenMetrics
         );
     }
@@ -295,11 +406,26 @@ mod tests {
     #[test]
     fn counters_keep_total_in_text_and_drop_it_from_the_openmetrics_family() {
         let mut text = String::new();
-        header(&mut text, Format::Text, "x_things", "Things.", Kind::Counter);
+        header(
+            &mut text,
+            Format::Text,
+            "x_things",
+            "Things.",
+            Kind::Counter,
+        );
         counter(&mut text, "x_things", "a=\"1\"", 3);
-        assert_eq!(text, "# HELP x_things_total Things.\n# TYPE x_things_total counter\nx_things_total{a=\"1\"} 3\n");
+        assert_eq!(
+            text,
+            "# HELP x_things_total Things.\n# TYPE x_things_total counter\nx_things_total{a=\"1\"} 3\n"
+        );
         let mut om = String::new();
-        header(&mut om, Format::OpenMetrics, "x_things", "Things.", Kind::Counter);
+        header(
+            &mut om,
+            Format::OpenMetrics,
+            "x_things",
+            "Things.",
+            Kind::Counter,
+        );
         assert_eq!(om, "# HELP x_things Things.\n# TYPE x_things counter\n");
     }
 }

@@ -17,8 +17,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::detector::State;
-use crate::engine::{Shared, lock, own_labels};
+use crate::engine::{self, Shared, lock, own_labels};
 use crate::exporter::{self, Format};
+use crate::selector::Selector;
 
 /// A reload request from the API, answered with the problems if any.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
@@ -77,11 +78,18 @@ async fn route(api: &Api, request: Request<Incoming>) -> Response<Full<Bytes>> {
         (&Method::POST | &Method::PUT, "/-/reload") => reload(api).await,
         (&Method::GET, "/api/v1/series") => json_response(StatusCode::OK, series(api, false)),
         (&Method::GET, "/api/v1/alerts") => json_response(StatusCode::OK, series(api, true)),
+        (&Method::POST, "/api/v1/baseline/reset") => reset(api, request).await,
         (&Method::GET, "/") => text(StatusCode::OK, INDEX),
         (
             _,
-            "/metrics" | "/-/healthy" | "/-/ready" | "/-/reload" | "/api/v1/series"
-            | "/api/v1/alerts" | "/",
+            "/metrics"
+            | "/-/healthy"
+            | "/-/ready"
+            | "/-/reload"
+            | "/api/v1/series"
+            | "/api/v1/alerts"
+            | "/api/v1/baseline/reset"
+            | "/",
         ) => text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.\n"),
         _ => text(StatusCode::NOT_FOUND, "Not found.\n"),
     }
@@ -179,6 +187,63 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// The largest form body `POST /api/v1/baseline/reset` reads.
+const MAX_FORM_BODY: usize = 64 * 1024;
+
+/// `POST /api/v1/baseline/reset`: the series matching any `match[]`
+/// selector (in the query string or a form body) relearn their baselines.
+async fn reset(api: &Api, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let mut pairs: Vec<(String, String)> = form_pairs(request.uri().query().unwrap_or(""));
+    let is_form = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if is_form {
+        let limited = http_body_util::Limited::new(request.into_body(), MAX_FORM_BODY);
+        match http_body_util::BodyExt::collect(limited).await {
+            Ok(body) => pairs.extend(form_pairs(&String::from_utf8_lossy(&body.to_bytes()))),
+            Err(e) => return bad_data(&format!("reading the form body: {e}")),
+        }
+    }
+    let mut selectors = Vec::new();
+    for (key, value) in pairs {
+        if key != "match[]" {
+            continue;
+        }
+        match Selector::parse(&value) {
+            Ok(selector) => selectors.push(selector),
+            Err(e) => return bad_data(&e),
+        }
+    }
+    if selectors.is_empty() {
+        return bad_data("no match[] selector given: say which series to reset");
+    }
+    let reset = engine::reset_baselines(&api.shared, &selectors);
+    tracing::info!(series = reset, "Baselines reset by API request");
+    json_response(
+        StatusCode::OK,
+        json!({ "status": "success", "data": { "reset": reset } }),
+    )
+}
+
+fn form_pairs(text: &str) -> Vec<(String, String)> {
+    let Ok(url) = reqwest::Url::parse(&format!("http://localhost/?{text}")) else {
+        return Vec::new();
+    };
+    url.query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// An error in Prometheus's API envelope.
+fn bad_data(message: &str) -> Response<Full<Bytes>> {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        json!({ "status": "error", "errorType": "bad_data", "error": message }),
+    )
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {

@@ -7,14 +7,18 @@
 //! - [`parse`]: the Prometheus text exposition format, parsed without copying.
 //! - [`source`]: fetching samples (scrapes of /metrics endpoints).
 //! - [`detector`]: the rolling window, z-score and state machine of one series.
-//! - [`engine`]: the series registry and a scheduler task per source.
+//! - [`engine`]: the series registry and a scheduler task per source;
+//!   [`shard`] splits the series between replicas.
 //! - [`notify`]: delivery of alerts to Alertmanager and webhooks.
 //! - [`exporter`]: rendering driftwatch's own /metrics.
-//! - [`http`]: the HTTP server and its endpoints.
+//! - [`http`]: the HTTP server and its endpoints; [`selector`] for its
+//!   `match[]` series selectors.
+//! - [`state`]: snapshots of every detector under `--storage.path`.
 //! - [`daemon`]: wiring the parts together, reloads and shutdown.
 //!
 //! Around them: [`cli`] and [`logging`] for the binary, [`demo`] for
-//! `driftwatch demo`.
+//! `driftwatch demo`, [`replay`] for `driftwatch replay` (with [`plot`] for
+//! its SVG plots), and [`evaluate`] for scoring detections against labels.
 
 pub mod cli;
 pub mod config;
@@ -22,9 +26,15 @@ pub mod daemon;
 pub mod demo;
 pub mod detector;
 pub mod engine;
+pub mod evaluate;
 pub mod exporter;
 pub mod http;
 pub mod logging;
 pub mod notify;
 pub mod parse;
+pub mod plot;
+pub mod replay;
+pub mod selector;
+pub mod shard;
 pub mod source;
+pub mod state;

@@ -23,7 +23,9 @@ impl std::str::FromStr for LogFormat {
         match s {
             "logfmt" => Ok(LogFormat::Logfmt),
             "json" => Ok(LogFormat::Json),
-            other => Err(format!("unknown log format {other:?}, expected logfmt or json")),
+            other => Err(format!(
+                "unknown log format {other:?}, expected logfmt or json"
+            )),
         }
     }
 }
@@ -36,7 +38,9 @@ pub fn parse_level(s: &str) -> Result<Level, String> {
         "warn" => Ok(Level::WARN),
         "error" => Ok(Level::ERROR),
         "trace" => Ok(Level::TRACE),
-        other => Err(format!("unknown log level {other:?}, expected debug, info, warn or error")),
+        other => Err(format!(
+            "unknown log level {other:?}, expected debug, info, warn or error"
+        )),
     }
 }
 
@@ -61,11 +65,19 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
         let level = event.metadata().level().as_str().to_ascii_lowercase();
         write!(writer, "ts={now} level={level}")?;
-        let mut visitor = LogfmtFields { out: String::new(), message: None };
+        let mut visitor = LogfmtFields {
+            out: String::new(),
+            message: None,
+        };
         event.record(&mut visitor);
         if let Some(message) = visitor.message {
             writer.write_str(" msg=")?;
@@ -107,7 +119,9 @@ impl LogfmtFields {
 /// Quotes a value when it holds anything a logfmt reader would split on.
 fn write_value(out: &mut impl fmt::Write, value: &str) -> fmt::Result {
     let plain = !value.is_empty()
-        && value.chars().all(|c| !c.is_whitespace() && c != '"' && c != '=' && c != '\\' && !c.is_control());
+        && value
+            .chars()
+            .all(|c| !c.is_whitespace() && c != '"' && c != '=' && c != '\\' && !c.is_control());
     if plain {
         return out.write_str(value);
     }

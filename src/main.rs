@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use driftwatch::cli::{self, Command, Flags};
+use driftwatch::shard::Shard;
 use driftwatch::{config, daemon, demo, logging};
 use tokio::net::TcpListener;
 
@@ -30,6 +31,31 @@ fn main() -> ExitCode {
         Command::CheckConfig(path) => check_config(&path),
         Command::Run(flags) => with_runtime(|| run(flags)),
         Command::Demo(flags) => with_runtime(|| demo(flags)),
+        Command::Replay(flags) => replay(&flags),
+    }
+}
+
+fn replay(flags: &cli::ReplayFlags) -> ExitCode {
+    logging::init(tracing::Level::WARN, logging::LogFormat::Logfmt);
+    match driftwatch::replay::run(flags) {
+        Ok(summary) => {
+            eprintln!(
+                "replayed {} rows of {} series in {:.2}s ({:.0} rows/s): {} alerts, \
+                 {} unparsable rows skipped, {} NaN or infinite values skipped",
+                summary.rows,
+                summary.series,
+                summary.elapsed.as_secs_f64(),
+                summary.rows_per_second(),
+                summary.alerts,
+                summary.bad_rows,
+                summary.not_finite,
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("driftwatch replay: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -82,6 +108,16 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     for warning in &loaded.warnings {
         tracing::warn!(problem = %warning, "Suspicious configuration");
     }
+    let pod_name = std::env::var("POD_NAME").ok();
+    let shard = Shard::new(flags.shard_total, flags.shard_index, pod_name.as_deref())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if shard.total > 1 {
+        tracing::info!(
+            index = shard.index,
+            total = shard.total,
+            "Keeping one shard of the series"
+        );
+    }
     let address = flags.listen_address.as_deref().unwrap_or(DEFAULT_LISTEN);
     let listener = TcpListener::bind(address)
         .await
@@ -101,6 +137,8 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
         config_path: Some(flags.config_file.clone()),
         external_url,
         observer: None,
+        storage_path: flags.storage_path.clone(),
+        shard,
     };
     daemon::run(options, listener, termination()).await
 }

@@ -42,19 +42,28 @@ fn body(value: f64) -> Answer {
 /// Waits until the target has served everything and driftwatch shows the
 /// last value, so the test knows exactly which samples were evaluated.
 async fn wait_for_last(daemon: &Daemon, target: &Target, last: f64) -> String {
-    wait_until("the script to be served", DEADLINE, || async { (target.queued() == 0).then_some(()) }).await;
-    wait_until("driftwatch to evaluate the last sample", DEADLINE, || async {
-        let metrics = daemon.metrics().await;
-        let value = sample_value(&metrics, "driftwatch_series_last_value", &[("model", "a")])?;
-        (value == last).then_some(metrics)
+    wait_until("the script to be served", DEADLINE, || async {
+        (target.queued() == 0).then_some(())
     })
+    .await;
+    wait_until(
+        "driftwatch to evaluate the last sample",
+        DEADLINE,
+        || async {
+            let metrics = daemon.metrics().await;
+            let value = sample_value(&metrics, "driftwatch_series_last_value", &[("model", "a")])?;
+            (value == last).then_some(metrics)
+        },
+    )
     .await
 }
 
 #[tokio::test]
 async fn exported_zscore_and_baseline_match_the_definition() {
     let target = Target::start().await;
-    let values: Vec<f64> = (0..40).map(|i| 0.9 + 0.01 * (i as f64 * 0.7).sin()).collect();
+    let values: Vec<f64> = (0..40)
+        .map(|i| 0.9 + 0.01 * (i as f64 * 0.7).sin())
+        .collect();
     target.push(values.iter().map(|v| body(*v)));
     let daemon = Daemon::start(&config(&target.url, "lower_is_worse", 20, 10)).await;
 
@@ -66,9 +75,20 @@ async fn exported_zscore_and_baseline_match_the_definition() {
     let baseline = &values[values.len() - 21..values.len() - 1];
     let (mean, stddev) = two_pass(baseline);
     let z = (last - mean) / stddev;
-    let labels = [("source", "model"), ("metric", "model_accuracy"), ("model", "a")];
-    let got = |name| sample_value(&metrics, name, &labels).unwrap_or_else(|| panic!("{name} missing:\n{metrics}"));
-    assert!(close(got("driftwatch_series_zscore"), z), "z {} != {z}", got("driftwatch_series_zscore"));
+    let labels = [
+        ("source", "model"),
+        ("metric", "model_accuracy"),
+        ("model", "a"),
+    ];
+    let got = |name| {
+        sample_value(&metrics, name, &labels)
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    assert!(
+        close(got("driftwatch_series_zscore"), z),
+        "z {} != {z}",
+        got("driftwatch_series_zscore")
+    );
     assert!(close(got("driftwatch_series_baseline_mean"), mean));
     assert!(close(got("driftwatch_series_baseline_stddev"), stddev));
     assert_eq!(got("driftwatch_series_window_samples"), 20.0);
@@ -80,13 +100,19 @@ async fn exported_zscore_and_baseline_match_the_definition() {
 #[tokio::test]
 async fn upward_jump_is_not_a_degradation_but_a_drop_is_and_recovery_follows_hysteresis() {
     let target = Target::start().await;
-    let mut baseline: Vec<f64> = (0..20).map(|i| if i % 2 == 0 { 0.90 } else { 0.91 }).collect();
+    let mut baseline: Vec<f64> = (0..20)
+        .map(|i| if i % 2 == 0 { 0.90 } else { 0.91 })
+        .collect();
     let jump = 0.95;
     target.push(baseline.iter().map(|v| body(*v)));
     target.push([body(jump)]);
     let daemon = Daemon::start(&config(&target.url, "lower_is_worse", 20, 10)).await;
     wait_for_last(&daemon, &target, jump).await;
-    assert_eq!(daemon.transitions(), vec![("learning", "ok")], "an upward jump of an accuracy degraded it");
+    assert_eq!(
+        daemon.transitions(),
+        vec![("learning", "ok")],
+        "an upward jump of an accuracy degraded it"
+    );
 
     // The jump was healthy, so it entered the baseline.
     baseline.push(jump);
@@ -96,16 +122,27 @@ async fn upward_jump_is_not_a_degradation_but_a_drop_is_and_recovery_follows_hys
     let healthy = mean;
     target.push([body(drop), body(between)]);
     wait_for_last(&daemon, &target, between).await;
-    assert_eq!(daemon.transitions(), vec![("learning", "ok"), ("ok", "degraded")]);
-    let alerts = support::get_text(&format!("{}/api/v1/alerts", daemon.base_url)).await.unwrap();
+    assert_eq!(
+        daemon.transitions(),
+        vec![("learning", "ok"), ("ok", "degraded")]
+    );
+    let alerts = support::get_text(&format!("{}/api/v1/alerts", daemon.base_url))
+        .await
+        .unwrap();
     assert!(alerts.contains("\"state\":\"degraded\""), "{alerts}");
 
     target.push([body(healthy)]);
     let metrics = wait_for_last(&daemon, &target, healthy).await;
-    assert_eq!(daemon.transitions(), vec![("learning", "ok"), ("ok", "degraded"), ("degraded", "ok")]);
+    assert_eq!(
+        daemon.transitions(),
+        vec![("learning", "ok"), ("ok", "degraded"), ("degraded", "ok")]
+    );
     let recovered = daemon.changes.lock().unwrap().last().cloned().unwrap();
     assert_eq!(recovered.value, healthy, "recovered on the wrong sample");
-    assert_eq!(sample_value(&metrics, "driftwatch_series_degraded", &[("model", "a")]), Some(0.0));
+    assert_eq!(
+        sample_value(&metrics, "driftwatch_series_degraded", &[("model", "a")]),
+        Some(0.0)
+    );
     daemon.shutdown().await;
 }
 
@@ -114,17 +151,34 @@ async fn not_finite_samples_are_counted_and_skipped() {
     let target = Target::start().await;
     let values = [0.5, 0.6, f64::NAN, 0.7, f64::INFINITY, 0.8];
     target.push(values.iter().map(|v| {
-        let text = format!("model_accuracy{{model=\"a\"}} {}\n", match *v {
-            v if v.is_nan() => "NaN".to_owned(),
-            v if v.is_infinite() => "+Inf".to_owned(),
-            v => v.to_string(),
-        });
+        let text = format!(
+            "model_accuracy{{model=\"a\"}} {}\n",
+            match *v {
+                v if v.is_nan() => "NaN".to_owned(),
+                v if v.is_infinite() => "+Inf".to_owned(),
+                v => v.to_string(),
+            }
+        );
         Answer::Body(text)
     }));
     let daemon = Daemon::start(&config(&target.url, "both", 10, 3)).await;
     let metrics = wait_for_last(&daemon, &target, 0.8).await;
-    assert_eq!(sample_value(&metrics, "driftwatch_samples_skipped_total", &[("reason", "not_finite")]), Some(2.0));
+    assert_eq!(
+        sample_value(
+            &metrics,
+            "driftwatch_samples_skipped_total",
+            &[("reason", "not_finite")]
+        ),
+        Some(2.0)
+    );
     // The baseline of 0.8 holds the three finite samples before it.
-    assert_eq!(sample_value(&metrics, "driftwatch_series_window_samples", &[("model", "a")]), Some(3.0));
+    assert_eq!(
+        sample_value(
+            &metrics,
+            "driftwatch_series_window_samples",
+            &[("model", "a")]
+        ),
+        Some(3.0)
+    );
     daemon.shutdown().await;
 }

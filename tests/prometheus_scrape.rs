@@ -24,12 +24,16 @@ async fn started_daemon() -> (Target, Daemon) {
     let target = Target::start().await;
     // Labels that need escaping and one that clashes with ours.
     let labels = r#"model="fr\"aud",path="C:\\models",source="upstream""#;
-    target.push((0..5).map(|i| Answer::Body(gauge("model_accuracy", &[(labels, 0.9 + i as f64 * 0.001)]))));
+    target.push(
+        (0..5).map(|i| Answer::Body(gauge("model_accuracy", &[(labels, 0.9 + i as f64 * 0.001)]))),
+    );
     target.set_fallback(Answer::Body(gauge("model_accuracy", &[(labels, 0.9)])));
     let daemon = Daemon::start(&config(&target.url)).await;
     let url = format!("{}/metrics", daemon.base_url);
     wait_until("a z-score on /metrics", Duration::from_secs(20), || async {
-        support::get_text(&url).await.filter(|m| m.contains("driftwatch_series_zscore{"))
+        support::get_text(&url)
+            .await
+            .filter(|m| m.contains("driftwatch_series_zscore{"))
     })
     .await;
     (target, daemon)
@@ -41,17 +45,28 @@ async fn prometheus_scrapes_driftwatch_and_queries_its_zscores() {
     let address = daemon.base_url.trim_start_matches("http://").to_owned();
     let prometheus = Prometheus::start(&[address], "1s", &[]).await;
 
-    let up = wait_until("Prometheus to scrape driftwatch", Duration::from_secs(30), || async {
-        let result = prometheus.query("up{job=\"driftwatch\"}").await?;
-        let value = result.first()?["value"][1].as_str()?.to_owned();
-        (value == "1").then_some(value)
-    })
+    let up = wait_until(
+        "Prometheus to scrape driftwatch",
+        Duration::from_secs(30),
+        || async {
+            let result = prometheus.query("up{job=\"driftwatch\"}").await?;
+            let value = result.first()?["value"][1].as_str()?.to_owned();
+            (value == "1").then_some(value)
+        },
+    )
     .await;
     assert_eq!(up, "1");
 
-    let series = wait_until("driftwatch_series_zscore in Prometheus", Duration::from_secs(30), || async {
-        prometheus.query("driftwatch_series_zscore").await.filter(|r| !r.is_empty())
-    })
+    let series = wait_until(
+        "driftwatch_series_zscore in Prometheus",
+        Duration::from_secs(30),
+        || async {
+            prometheus
+                .query("driftwatch_series_zscore")
+                .await
+                .filter(|r| !r.is_empty())
+        },
+    )
     .await;
     assert_eq!(series.len(), 1, "{series:?}");
     let labels = &series[0]["metric"];
@@ -75,10 +90,22 @@ async fn promtool_accepts_the_exposition() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting promtool");
-    child.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}\n---\n{metrics}");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && report.trim().is_empty(),
+        "promtool check metrics:\n{report}\n---\n{metrics}"
+    );
     daemon.shutdown().await;
 }
 
@@ -91,9 +118,15 @@ async fn openmetrics_is_served_when_asked_for() {
         .send()
         .await
         .unwrap();
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let body = response.text().await.unwrap();
-    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
     assert!(body.ends_with("# EOF\n"));
     assert!(body.contains("# TYPE driftwatch_source_scrapes counter\n"));
     assert!(body.contains("driftwatch_source_scrapes_total{source=\"fraud\",result=\"success\"}"));

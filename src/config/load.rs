@@ -11,7 +11,7 @@ use super::units::{format_duration, parse_duration, parse_size};
 use super::yaml::{self, Mark, Node, Value};
 use super::{
     AlertingConfig, AlertmanagerConfig, BasicAuth, Config, GlobalConfig, PromqlConfig,
-    ScrapeConfig, SourceConfig, SourceKind, WatchConfig, WebhookConfig, WebhookEvent,
+    ScrapeConfig, SourceConfig, SourceKind, SourceLimits, WatchConfig, WebhookConfig, WebhookEvent,
 };
 use crate::detector::{DEFAULT_MIN_RELATIVE_STDDEV, DEFAULT_MIN_STDDEV, DetectorParams, Direction};
 
@@ -34,6 +34,15 @@ pub mod defaults {
     pub const ALERTNAME: &str = "ModelPerformanceDegraded";
     pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
     pub const WEBHOOK_MIN_INTERVAL: Duration = Duration::from_secs(3600);
+    /// Enough for ten model servers of 100,000 series each behind one
+    /// source, far below what would exhaust a sidecar's memory.
+    pub const SERIES_LIMIT: usize = 1_000_000;
+    pub const TOTAL_SERIES_LIMIT: usize = 2_000_000;
+    pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(60);
+    /// Prometheus's own limits are off by default; these are far above any
+    /// real model metric and stop only a runaway target.
+    pub const LABEL_LIMIT: usize = 64;
+    pub const LABEL_VALUE_LENGTH_LIMIT: usize = 2048;
 }
 
 /// The largest window a watch may ask for: 8 bytes a sample per series adds
@@ -138,13 +147,24 @@ pub fn parse_str(text: &str, file: &str) -> Result<Loaded, ConfigErrors> {
 /// Sorts problems by place and drops repeats: a bad detector default is
 /// seen again by every watch that inherits it.
 fn dedup(mut problems: Vec<ConfigProblem>) -> Vec<ConfigProblem> {
-    problems.sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+    problems.sort_by_key(|p| (p.line, p.column));
     problems.dedup();
     problems
 }
 
 const TOP_KEYS: &[&str] = &["global", "detector", "sources", "alerting", "webhooks"];
-const GLOBAL_KEYS: &[&str] = &["interval", "timeout", "body_size_limit", "external_labels"];
+const GLOBAL_KEYS: &[&str] = &[
+    "interval",
+    "timeout",
+    "body_size_limit",
+    "external_labels",
+    "series_limit",
+    "label_limit",
+    "label_value_length_limit",
+    "total_series_limit",
+    "snapshot_interval",
+];
+const LIMIT_KEYS: [&str; 3] = ["series_limit", "label_limit", "label_value_length_limit"];
 const DETECTOR_KEYS: &[&str] = &[
     "window",
     "min_samples",
@@ -165,6 +185,9 @@ const SOURCE_KEYS: &[&str] = &[
     "interval",
     "timeout",
     "body_size_limit",
+    "series_limit",
+    "label_limit",
+    "label_value_length_limit",
     "watch",
 ];
 const SCRAPE_KEYS: &[&str] = &["url", "bearer_token_file"];
@@ -330,6 +353,9 @@ impl Checker<'_> {
                 timeout: defaults::TIMEOUT,
                 body_size_limit: defaults::BODY_SIZE_LIMIT,
                 external_labels: BTreeMap::new(),
+                limits: SourceLimits::default(),
+                total_series_limit: defaults::TOTAL_SERIES_LIMIT,
+                snapshot_interval: defaults::SNAPSHOT_INTERVAL,
             },
             timeout_set: false,
         };
@@ -355,7 +381,50 @@ impl Checker<'_> {
         if let Some(node) = fields.get("external_labels") {
             global.config.external_labels = self.labels(node, "global.external_labels");
         }
+        global.config.limits = self.limits(&fields, "global", SourceLimits::default());
+        let snapshot_interval = "global.snapshot_interval";
+        if let Some(every) =
+            self.positive_duration(fields.get("snapshot_interval"), snapshot_interval)
+        {
+            global.config.snapshot_interval = every;
+        }
+        if let Some(node) = fields.get("total_series_limit") {
+            if let Some(limit) = self.limit(node, "global.total_series_limit") {
+                global.config.total_series_limit = limit;
+            }
+        }
         global
+    }
+
+    /// The limit keys of a section, over `base` for those it leaves out.
+    fn limits(&mut self, fields: &Fields<'_>, path: &str, base: SourceLimits) -> SourceLimits {
+        let mut limits = base;
+        let [series, labels, value_length] = LIMIT_KEYS;
+        for (key, into) in [
+            (series, &mut limits.series),
+            (labels, &mut limits.labels),
+            (value_length, &mut limits.label_value_length),
+        ] {
+            if let Some(limit) = fields
+                .get(key)
+                .and_then(|n| self.limit(n, &join(path, key)))
+            {
+                *into = limit;
+            }
+        }
+        limits
+    }
+
+    /// A positive count; limits are never off, since every one protects
+    /// the process.
+    fn limit(&mut self, node: &Node, path: &str) -> Option<usize> {
+        match self.count(node, path)? {
+            0 => {
+                self.problem(node.mark, path, "a limit must be at least 1");
+                None
+            }
+            limit => Some(limit),
+        }
     }
 
     fn check_timeout(
@@ -641,6 +710,7 @@ impl Checker<'_> {
         let body_size_limit = self
             .body_size_limit(fields.get("body_size_limit"), path)
             .unwrap_or(global.config.body_size_limit);
+        let limits = self.limits(&fields, path, global.config.limits);
         let watches = self.watches(&fields, path, interval, detector);
         Some(SourceConfig {
             name: name?,
@@ -648,6 +718,7 @@ impl Checker<'_> {
             interval,
             timeout,
             body_size_limit,
+            limits,
             watches,
         })
     }

@@ -4,7 +4,7 @@
 //! every default resolved, or every problem of the file at once, each with
 //! its line, column and key path.
 
-mod load;
+pub mod load;
 pub mod units;
 mod yaml;
 
@@ -32,6 +32,35 @@ pub struct GlobalConfig {
     pub body_size_limit: u64,
     /// Sorted by name.
     pub external_labels: BTreeMap<String, String>,
+    /// The defaults of every source's limits.
+    pub limits: SourceLimits,
+    /// Most series the whole process holds, over all sources.
+    pub total_series_limit: usize,
+    /// How often the state is snapshotted under `--storage.path`.
+    pub snapshot_interval: Duration,
+}
+
+/// What one source may make the process hold. A series over a limit is not
+/// watched; its samples are counted in `driftwatch_samples_skipped_total`
+/// under the limit's reason, and the first hit is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceLimits {
+    /// Most series the source may hold.
+    pub series: usize,
+    /// Most labels a series may carry (besides its name).
+    pub labels: usize,
+    /// Longest label value, in bytes.
+    pub label_value_length: usize,
+}
+
+impl Default for SourceLimits {
+    fn default() -> Self {
+        SourceLimits {
+            series: load::defaults::SERIES_LIMIT,
+            labels: load::defaults::LABEL_LIMIT,
+            label_value_length: load::defaults::LABEL_VALUE_LENGTH_LIMIT,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +71,7 @@ pub struct SourceConfig {
     pub interval: Duration,
     pub timeout: Duration,
     pub body_size_limit: u64,
+    pub limits: SourceLimits,
     pub watches: Vec<WatchConfig>,
 }
 

@@ -29,8 +29,13 @@ impl Daemon {
             Ok(loaded) => loaded,
             Err(problems) => panic!("test configuration is invalid:\n{problems}"),
         };
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding driftwatch");
-        let base_url = format!("http://{}", listener.local_addr().expect("driftwatch address"));
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding driftwatch");
+        let base_url = format!(
+            "http://{}",
+            listener.local_addr().expect("driftwatch address")
+        );
         let changes = Arc::new(Mutex::new(Vec::new()));
         let recorded = Arc::clone(&changes);
         let options = Options {
@@ -40,21 +45,35 @@ impl Daemon {
             observer: Some(Arc::new(move |change: &StateChange| {
                 recorded.lock().unwrap().push(change.clone());
             })),
+            storage_path: None,
+            shard: driftwatch::shard::Shard::ALL,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(daemon::run(options, listener, async {
             let _ = stopped.await;
         }));
-        Daemon { base_url, changes, stop: Some(stop), task: Some(task) }
+        Daemon {
+            base_url,
+            changes,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub async fn metrics(&self) -> String {
-        super::get_text(&format!("{}/metrics", self.base_url)).await.expect("GET /metrics")
+        super::get_text(&format!("{}/metrics", self.base_url))
+            .await
+            .expect("GET /metrics")
     }
 
     /// The (from, to) pairs of every state change so far.
     pub fn transitions(&self) -> Vec<(&'static str, &'static str)> {
-        self.changes.lock().unwrap().iter().map(|c| (c.from.as_str(), c.to.as_str())).collect()
+        self.changes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| (c.from.as_str(), c.to.as_str()))
+            .collect()
     }
 
     /// Stops the daemon and waits for it to finish.
@@ -63,7 +82,9 @@ impl Daemon {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("daemon task panicked").expect("daemon failed");
+            task.await
+                .expect("daemon task panicked")
+                .expect("daemon failed");
         }
     }
 }

@@ -2,6 +2,7 @@
 //! test scripts, driftwatch itself in-process, and waiting on conditions.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod daemon;
 pub mod prometheus;
 pub mod target;
@@ -128,11 +129,22 @@ pub fn sample_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Op
 /// Runs the driftwatch binary on `config`, listening on `port`, with JSON
 /// logs written to `log`, as a user would start it.
 pub fn start_binary(config: &Path, log: &Path, port: u16) -> ChildGuard {
-    let log = std::fs::File::create(log).expect("creating the log file");
+    start_binary_with(config, log, port, &[])
+}
+
+/// As [`start_binary`], with more flags; the log is appended to, so one
+/// file can hold the logs of several runs.
+pub fn start_binary_with(config: &Path, log: &Path, port: u16, flags: &[String]) -> ChildGuard {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("opening the log file");
     let child = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--log.format=json")
+        .args(flags)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

@@ -19,7 +19,11 @@ pub enum Answer {
     /// 200 with this body and `text/plain`.
     Body(String),
     /// This status, content type and body.
-    Raw { status: u16, content_type: &'static str, body: String },
+    Raw {
+        status: u16,
+        content_type: &'static str,
+        body: String,
+    },
     /// Waits this long before answering with the body.
     Slow(Duration, String),
 }
@@ -41,13 +45,20 @@ pub struct Target {
 
 impl Target {
     pub async fn start() -> Target {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding the target");
-        let url = format!("http://{}/metrics", listener.local_addr().expect("target address"));
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the target");
+        let url = format!(
+            "http://{}/metrics",
+            listener.local_addr().expect("target address")
+        );
         let script = Arc::new(Mutex::new(Script::default()));
         let shared = Arc::clone(&script);
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let script = Arc::clone(&shared);
                 tokio::spawn(async move {
                     let service = service_fn(move |_: Request<hyper::body::Incoming>| {
@@ -98,7 +109,11 @@ async fn answer(script: &Mutex<Script>) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match next {
         None => (503, "text/plain", "script exhausted\n".to_owned()),
         Some(Answer::Body(body)) => (200, "text/plain; version=0.0.4", body),
-        Some(Answer::Raw { status, content_type, body }) => (status, content_type, body),
+        Some(Answer::Raw {
+            status,
+            content_type,
+            body,
+        }) => (status, content_type, body),
         Some(Answer::Slow(delay, body)) => {
             tokio::time::sleep(delay).await;
             (200, "text/plain; version=0.0.4", body)
