@@ -101,7 +101,10 @@ fn summary(bytes: usize) {
         "\nexposition: {SERIES} series, {:.1} MB (median of measured batches)",
         bytes as f64 / 1e6
     );
-    println!("{:<18} {:>10} {:>12} {:>8}", "", "MB/s", "µs/series", "ratio");
+    println!(
+        "{:<18} {:>10} {:>12} {:>8}",
+        "", "MB/s", "µs/series", "ratio"
+    );
     for name in [REFERENCE, VALUES, LABELS] {
         let Some(t) = median(name) else { continue };
         println!(
@@ -174,11 +177,31 @@ impl Family {
     /// Writes the family with about `count` series; returns how many.
     fn write(self, out: &mut String, id: usize, count: usize, rng: &mut fastrand::Rng) -> usize {
         let (name, kind, help) = match self {
-            Family::Requests => ("model_inference_requests_total", "counter", "Inference requests served."),
-            Family::Errors => ("model_inference_errors_total", "counter", "Failed inferences by reason."),
-            Family::Latency => ("model_inference_latency_seconds", "histogram", "Inference latency in seconds."),
-            Family::Accuracy => ("model_online_accuracy_ratio", "gauge", "Accuracy on labelled feedback,\\nlast hour."),
-            Family::Drift => ("model_feature_drift_psi", "gauge", "Population stability index per feature."),
+            Family::Requests => (
+                "model_inference_requests_total",
+                "counter",
+                "Inference requests served.",
+            ),
+            Family::Errors => (
+                "model_inference_errors_total",
+                "counter",
+                "Failed inferences by reason.",
+            ),
+            Family::Latency => (
+                "model_inference_latency_seconds",
+                "histogram",
+                "Inference latency in seconds.",
+            ),
+            Family::Accuracy => (
+                "model_online_accuracy_ratio",
+                "gauge",
+                "Accuracy on labelled feedback,\\nlast hour.",
+            ),
+            Family::Drift => (
+                "model_feature_drift_psi",
+                "gauge",
+                "Population stability index per feature.",
+            ),
             Family::BatchSize => ("model_batch_size", "summary", "Dynamic batch sizes."),
         };
         let name = format!("{name}_{}", id / FAMILIES.len());
