@@ -7,14 +7,14 @@
 //! with an XML-style tag balance. Locks are held only to copy what a page
 //! shows; sorting and rendering happen after they are released.
 
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::SourceKind;
 use crate::detector::{DetectorParams, Direction, Evaluation, State};
-use crate::engine::{Shared, SourceRuntime, lock, own_labels, selected};
+use crate::engine::{SeriesEntry, Shared, SourceRuntime, lock, own_labels, selected};
 use crate::history::{self, Change};
 use crate::notify::ReceiverStats;
 use crate::plot::{self, Layout, PlotPoint, PlotSeries, escape_into};
@@ -23,6 +23,10 @@ use crate::selector::Selector;
 /// Rows per page of the series table: the page stays small and fast at any
 /// number of series.
 pub const PAGE_SIZE: usize = 100;
+
+/// Pages of the series table one can step through; beyond them, a
+/// selector narrows the list. Bounds the memory a request may take.
+pub const MAX_PAGES: usize = 100;
 
 /// Samples listed in the table of a series page.
 const RECENT_ROWS: usize = 20;
@@ -55,8 +59,7 @@ pub fn index(shared: &Shared, query: &[(String, String)]) -> Page {
     let status = match parse_selectors(&texts) {
         Ok(selectors) => {
             let sources = shared.sources();
-            let rows = gather(&sources, &selectors);
-            series_section(&mut html, &sources, &rows, &texts, page, now);
+            series_section(&mut html, &sources, &selectors, &texts, page, now);
             sources_section(&mut html, &sources, now);
             200
         }
@@ -102,17 +105,6 @@ fn parse_selectors(texts: &[&str]) -> Result<Vec<Selector>, String> {
     texts.iter().map(|t| Selector::parse(t)).collect()
 }
 
-/// One series as the table shows it, copied out under the lock.
-struct Row {
-    source: usize,
-    watch: u16,
-    id: u64,
-    labels: Arc<str>,
-    state: State,
-    since_ms: i64,
-    last: Option<Evaluation>,
-}
-
 /// Degraded, then pending, then ok, then learning.
 fn rank(state: State) -> u8 {
     match state {
@@ -123,19 +115,157 @@ fn rank(state: State) -> u8 {
     }
 }
 
-/// The rows matching `selectors` (all when none), grouped by source and
-/// metric, groups with the worst state first and the worst rows first
-/// within a group.
-fn gather(sources: &[Arc<SourceRuntime>], selectors: &[Selector]) -> Vec<Row> {
-    let mut rows = Vec::new();
+/// The matching series of one watch: how many, the worst state among
+/// them, and the first `keep` by (state rank, labels), ids only.
+struct Group {
+    source: usize,
+    watch: u16,
+    worst: u8,
+    count: usize,
+    first: BinaryHeap<(u8, Arc<str>, u64)>,
+}
+
+impl Group {
+    fn new(source: usize, watch: u16) -> Group {
+        Group {
+            source,
+            watch,
+            worst: u8::MAX,
+            count: 0,
+            first: BinaryHeap::new(),
+        }
+    }
+
+    /// Keeps the series if it is among the first `keep`; the heap's top is
+    /// the last of those, so most series cost one comparison.
+    fn add(&mut self, rank: u8, labels: &Arc<str>, id: u64, keep: usize) {
+        self.worst = self.worst.min(rank);
+        self.count += 1;
+        if self.first.len() >= keep
+            && self
+                .first
+                .peek()
+                .is_some_and(|(r, l, _)| (rank, &**labels) >= (*r, &**l))
+        {
+            return;
+        }
+        self.first.push((rank, Arc::clone(labels), id));
+        if self.first.len() > keep {
+            self.first.pop();
+        }
+    }
+}
+
+/// What the series table is drawn from: the groups in page order, and
+/// counts over every matching series.
+struct Listing {
+    groups: Vec<Group>,
+    by_state: [usize; 4],
+    total: usize,
+}
+
+/// One pass over every series, holding each source's lock in turn, that
+/// keeps only the ids the first `keep` rows need: memory stays bounded by
+/// the page, not by the number of series. Groups (a watch of a source)
+/// with the worst state come first, then by source and metric.
+fn list(sources: &[Arc<SourceRuntime>], selectors: &[Selector], keep: usize) -> Listing {
+    let mut groups: HashMap<(usize, u16), Group> = HashMap::new();
+    let mut by_state = [0; 4];
     for (si, runtime) in sources.iter().enumerate() {
         let table = lock(&runtime.table);
-        rows.reserve(table.len());
         for entry in table.iter() {
             if !selectors.is_empty() && !selected(runtime, entry, selectors) {
                 continue;
             }
-            rows.push(Row {
+            let r = rank(entry.detector.state());
+            by_state[r as usize] += 1;
+            groups
+                .entry((si, entry.watch))
+                .or_insert_with(|| Group::new(si, entry.watch))
+                .add(r, &entry.labels, entry.id, keep);
+        }
+    }
+    let mut groups: Vec<Group> = groups.into_values().collect();
+    groups.sort_by(|a, b| {
+        let key = |g: &Group| {
+            let runtime = &sources[g.source];
+            (
+                g.worst,
+                Arc::clone(&runtime.name),
+                Arc::clone(&runtime.watch_metrics[g.watch as usize]),
+                g.watch,
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    Listing {
+        total: by_state.iter().sum(),
+        by_state,
+        groups,
+    }
+}
+
+/// Where a row of the page comes from: its group, and its series' id.
+struct Pick {
+    source: usize,
+    watch: u16,
+    id: u64,
+}
+
+/// The rows `offset..offset + PAGE_SIZE` in page order.
+fn pick(listing: Listing, offset: usize) -> Vec<Pick> {
+    let mut picks = Vec::with_capacity(PAGE_SIZE);
+    let mut skip = offset;
+    for group in listing.groups {
+        let (source, watch) = (group.source, group.watch);
+        for (_, _, id) in group.first.into_sorted_vec() {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            if picks.len() == PAGE_SIZE {
+                return picks;
+            }
+            picks.push(Pick { source, watch, id });
+        }
+    }
+    picks
+}
+
+/// One row of the table, copied out under the lock.
+struct Row {
+    source: usize,
+    watch: u16,
+    id: u64,
+    labels: Arc<str>,
+    state: State,
+    since_ms: i64,
+    last: Option<Evaluation>,
+    plot: PlotData,
+}
+
+/// What a plot needs.
+struct PlotData {
+    points: Vec<PlotPoint>,
+    alerts: Vec<(i64, i64)>,
+}
+
+/// The rows of `picks`, in their order, one lock per source. A series that
+/// went stale since it was picked is left out.
+fn rows(sources: &[Arc<SourceRuntime>], picks: &[Pick]) -> Vec<Row> {
+    let mut found: HashMap<u64, Row> = HashMap::with_capacity(picks.len());
+    for (si, runtime) in sources.iter().enumerate() {
+        let wanted: HashMap<u64, u16> = picks
+            .iter()
+            .filter(|p| p.source == si)
+            .map(|p| (p.id, p.watch))
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let table = lock(&runtime.table);
+        for entry in table.iter().filter(|e| wanted.get(&e.id) == Some(&e.watch)) {
+            let row = Row {
                 source: si,
                 watch: entry.watch,
                 id: entry.id,
@@ -143,92 +273,52 @@ fn gather(sources: &[Arc<SourceRuntime>], selectors: &[Selector]) -> Vec<Row> {
                 state: entry.detector.state(),
                 since_ms: entry.detector.since_ms(),
                 last: entry.detector.last(),
-            });
+                plot: recent(runtime, entry),
+            };
+            found.insert(entry.id, row);
         }
     }
-    let metric = |r: &Row| Arc::clone(&sources[r.source].watch_metrics[r.watch as usize]);
-    let mut worst: HashMap<(usize, Arc<str>), u8> = HashMap::new();
-    for r in &rows {
-        let w = worst.entry((r.source, metric(r))).or_insert(u8::MAX);
-        *w = (*w).min(rank(r.state));
-    }
-    rows.sort_by_cached_key(|r| {
-        let m = metric(r);
-        let group = worst.get(&(r.source, Arc::clone(&m))).copied();
-        (
-            group,
-            sources[r.source].name.clone(),
-            m,
-            rank(r.state),
-            Arc::clone(&r.labels),
-        )
-    });
-    rows
+    picks.iter().filter_map(|p| found.remove(&p.id)).collect()
 }
 
-/// What a plot needs, copied out under the lock.
-struct PlotData {
-    points: Vec<PlotPoint>,
-    alerts: Vec<(i64, i64)>,
-}
-
-/// The recent samples of the series `ids` of one source: their history
-/// when they keep one, else a sketch from the baseline ring.
-fn plot_data(runtime: &SourceRuntime, ids: &[u64]) -> HashMap<u64, PlotData> {
-    let mut out = HashMap::with_capacity(ids.len());
-    let step_ms = i64::try_from(runtime.config.interval.as_millis()).unwrap_or(1000);
-    let table = lock(&runtime.table);
-    for entry in table.iter().filter(|e| ids.contains(&e.id)) {
-        let data = match &entry.history {
-            Some(h) => PlotData {
-                points: h.points(),
-                alerts: h.alert_spans(),
-            },
-            None => {
-                let mut points =
-                    history::baseline_points(&entry.detector, entry.last_seen_ms, step_ms);
-                points.extend(
-                    entry
-                        .detector
-                        .last()
-                        .map(|e| PlotPoint::new(entry.last_seen_ms, &e)),
-                );
-                PlotData {
-                    points,
-                    alerts: Vec::new(),
-                }
-            }
+/// The recent samples of a series: its history when it keeps one, else a
+/// sketch from its baseline ring and latest sample.
+fn recent(runtime: &SourceRuntime, entry: &SeriesEntry) -> PlotData {
+    if let Some(h) = &entry.history {
+        return PlotData {
+            points: h.points(),
+            alerts: h.alert_spans(),
         };
-        out.insert(entry.id, data);
     }
-    out
+    let step_ms = i64::try_from(runtime.config.interval.as_millis()).unwrap_or(1000);
+    let mut points = history::baseline_points(&entry.detector, entry.last_seen_ms, step_ms);
+    points.extend(
+        entry
+            .detector
+            .last()
+            .map(|e| PlotPoint::new(entry.last_seen_ms, &e)),
+    );
+    PlotData {
+        points,
+        alerts: Vec::new(),
+    }
 }
 
 fn series_section(
     html: &mut String,
     sources: &[Arc<SourceRuntime>],
-    rows: &[Row],
+    selectors: &[Selector],
     texts: &[&str],
     page: usize,
     now: i64,
 ) {
-    let pages = rows.len().div_ceil(PAGE_SIZE).max(1);
-    let page = page.min(pages);
-    let shown = &rows[(page - 1) * PAGE_SIZE..rows.len().min(page * PAGE_SIZE)];
-    summary(html, rows);
-
-    // Plot data for the shown rows only, one lock per source.
-    let mut plots = HashMap::new();
-    for (si, runtime) in sources.iter().enumerate() {
-        let ids: Vec<u64> = shown
-            .iter()
-            .filter(|r| r.source == si)
-            .map(|r| r.id)
-            .collect();
-        if !ids.is_empty() {
-            plots.extend(plot_data(runtime, &ids));
-        }
-    }
+    let page = page.min(MAX_PAGES);
+    let listing = list(sources, selectors, page * PAGE_SIZE);
+    let (total, by_state) = (listing.total, listing.by_state);
+    let pages = total.min(MAX_PAGES * PAGE_SIZE).div_ceil(PAGE_SIZE).max(1);
+    let picks = pick(listing, (page - 1) * PAGE_SIZE);
+    let rows = rows(sources, &picks);
+    summary(html, total, &by_state);
 
     html.push_str(
         "<table class=\"rows\">\n<thead><tr><th>state</th><th>series</th><th>since</th>\
@@ -236,33 +326,44 @@ fn series_section(
          <th>recent values</th></tr></thead>\n<tbody>\n",
     );
     let mut group: Option<(usize, u16)> = None;
-    for row in shown {
+    for row in &rows {
         let runtime = &sources[row.source];
         if group != Some((row.source, row.watch)) {
             group = Some((row.source, row.watch));
             group_header(html, runtime, row.watch);
         }
-        series_row(html, runtime, row, plots.get(&row.id), now);
+        series_row(html, runtime, row, now);
     }
     html.push_str("</tbody>\n</table>\n");
+    if rows.is_empty() {
+        html.push_str("<p>No series on this page.</p>\n");
+    }
+    if total > MAX_PAGES * PAGE_SIZE {
+        let _ = writeln!(
+            html,
+            "<p class=\"note\">The first {} of {total} series can be paged through; \
+             narrow the rest down with a selector.</p>",
+            MAX_PAGES * PAGE_SIZE
+        );
+    }
     pagination(html, texts, page, pages);
 }
 
-fn summary(html: &mut String, rows: &[Row]) {
-    let count = |s: State| rows.iter().filter(|r| r.state == s).count();
-    let _ = writeln!(
+fn summary(html: &mut String, total: usize, by_state: &[usize; 4]) {
+    let _ = write!(
         html,
-        "<p class=\"summary\"><strong>{}</strong> series: \
-         <span class=\"st st-degraded\">{} degraded</span> \
-         <span class=\"st st-pending\">{} pending</span> \
-         <span class=\"st st-ok\">{} ok</span> \
-         <span class=\"st st-learning\">{} learning</span></p>",
-        rows.len(),
-        count(State::Degraded),
-        count(State::Pending),
-        count(State::Ok),
-        count(State::Learning),
+        "<p class=\"summary\"><strong>{total}</strong> series:"
     );
+    for state in [State::Degraded, State::Pending, State::Ok, State::Learning] {
+        let n = by_state[rank(state) as usize];
+        let class = if n == 0 { "zero" } else { state.as_str() };
+        let _ = write!(
+            html,
+            " <span class=\"st st-{class}\">{n} {}</span>",
+            state.as_str()
+        );
+    }
+    html.push_str("</p>\n");
 }
 
 fn group_header(html: &mut String, runtime: &SourceRuntime, watch: u16) {
@@ -273,13 +374,7 @@ fn group_header(html: &mut String, runtime: &SourceRuntime, watch: u16) {
     html.push_str("</th></tr>\n");
 }
 
-fn series_row(
-    html: &mut String,
-    runtime: &SourceRuntime,
-    row: &Row,
-    plot: Option<&PlotData>,
-    now: i64,
-) {
+fn series_row(html: &mut String, runtime: &SourceRuntime, row: &Row, now: i64) {
     let state = row.state.as_str();
     let _ = write!(
         html,
@@ -300,9 +395,7 @@ fn series_row(
         "<td class=\"num\">{fill}/{}</td><td class=\"plot\">",
         params.window
     );
-    if let Some(data) = plot {
-        html.push_str(&draw(data, params, "", &Layout::small()));
-    }
+    html.push_str(&draw(&row.plot, params, "", &Layout::small()));
     html.push_str("</td></tr>\n");
 }
 
@@ -493,17 +586,11 @@ fn find(shared: &Shared, id: u64) -> Option<Detail> {
             points: history::baseline_points(&entry.detector, entry.last_seen_ms, step_ms),
             alerts: Vec::new(),
         };
-        let (recent, changes, seeded_until_ms) = match &entry.history {
-            Some(h) => (
-                PlotData {
-                    points: h.points(),
-                    alerts: h.alert_spans(),
-                },
-                h.changes().copied().collect(),
-                h.seeded_until_ms(),
-            ),
-            None => (plot_data_of(&baseline), Vec::new(), None),
-        };
+        let changes = entry
+            .history
+            .as_ref()
+            .map_or_else(Vec::new, |h| h.changes().copied().collect());
+        let seeded_until_ms = entry.history.as_ref().and_then(|h| h.seeded_until_ms());
         return Some(Detail {
             id,
             source: Arc::clone(&runtime.name),
@@ -516,20 +603,13 @@ fn find(shared: &Shared, id: u64) -> Option<Detail> {
             interval: runtime.config.interval,
             stale_after: watch.stale_after,
             sketched: entry.history.is_none(),
-            recent,
+            recent: recent(runtime, entry),
             seeded_until_ms,
             baseline,
             changes,
         });
     }
     None
-}
-
-fn plot_data_of(data: &PlotData) -> PlotData {
-    PlotData {
-        points: data.points.clone(),
-        alerts: data.alerts.clone(),
-    }
 }
 
 fn detail_page(d: &Detail, now: i64) -> String {
@@ -806,6 +886,7 @@ td.err{color:#a00;max-width:30em;overflow-wrap:anywhere}\
 .st{display:inline-block;padding:1px 6px;border-radius:3px;font-size:12px;font-weight:600}\
 .st-degraded{background:#d62728;color:#fff}.st-pending{background:#ff9f1c;color:#222}\
 .st-ok{background:#dff0d8;color:#2b6a2b}.st-learning{background:#e8e8e8;color:#555}\
+.st-zero{background:#f4f4f4;color:#999}\
 .error{color:#a00;font-weight:600}.note{color:#555;max-width:60em}\
 .filter input{font-family:ui-monospace,monospace}\
 .foot{color:#777;margin-top:2em}.big svg{max-width:100%;height:auto}\
