@@ -1465,6 +1465,57 @@ mod tests {
         assert_eq!(render_labels(&a), r#"a="1",b="2""#);
     }
 
+    /// Scrapes `values` (series `model="a"` and `model="b"`) once.
+    fn scrape(ingest: &mut Ingest, round: i64, a: f64, b: f64) {
+        ingest.begin();
+        for (labels, value) in [("model=\"a\"", a), ("model=\"b\"", b)] {
+            let series = format!("model_accuracy{{{labels}}}");
+            ingest.route(&Sample {
+                name: "model_accuracy",
+                labels,
+                series: &series,
+                value,
+                timestamp_ms: None,
+            });
+        }
+        ingest.commit(1_000_000 + round * 1000);
+    }
+
+    #[tokio::test]
+    async fn only_series_in_trouble_keep_a_history() {
+        let yaml = "detector:\n  window: 10\n  min_samples: 5\n\
+                    sources:\n  - name: s\n    scrape:\n      url: http://127.0.0.1:9/m\n    \
+                    watch:\n      - metric: model_accuracy\n";
+        let config = crate::config::parse_str(yaml, "t.yml")
+            .expect("valid")
+            .config;
+        let client = crate::daemon::http_client().expect("client");
+        let notifier = Notifier::start(None, &[], &Default::default(), client);
+        let shared = Arc::new(Shared::new(notifier, None, String::new()));
+        let runtime = Arc::new(SourceRuntime::new(config.sources[0].clone()));
+        shared.set_sources(vec![Arc::clone(&runtime)]);
+        let mut ingest = Ingest::new(Arc::clone(&runtime), Arc::clone(&shared));
+        for round in 0..20 {
+            let v = if round % 2 == 0 { 0.90 } else { 0.91 };
+            scrape(&mut ingest, round, v, v);
+        }
+        assert_eq!(shared.histories.used(), 0, "healthy series pay no history");
+
+        scrape(&mut ingest, 20, 0.905, 0.5);
+        assert_eq!(shared.histories.used(), 1);
+        let table = lock(&runtime.table);
+        let b = table
+            .iter()
+            .find(|e| &*e.labels == "model=\"b\"")
+            .expect("series b");
+        let history = b.history.as_ref().expect("b keeps a history");
+        let changes: Vec<_> = history.changes().map(|c| (c.from, c.to)).collect();
+        assert_eq!(changes, vec![(State::Ok, State::Degraded)]);
+        assert_eq!(history.alert_spans(), vec![(1_020_000, 1_020_000)]);
+        // Seeded with the baseline before the drop, then the drop itself.
+        assert_eq!(history.points().len(), 11);
+    }
+
     #[test]
     fn split_series_separates_name_and_labels() {
         assert_eq!(split_series(r#"up{a="}"}"#), ("up", r#"a="}""#));
