@@ -707,11 +707,11 @@ fn changes_table(html: &mut String, changes: &[Change], now: i64) {
         html.push_str("<tr><td>");
         time(html, c.at_ms, now);
         let (from, to) = (c.from.as_str(), c.to.as_str());
-        let _ = write!(
+        let _ = writeln!(
             html,
             "</td><td><span class=\"st st-{from}\">{from}</span></td>\
              <td><span class=\"st st-{to}\">{to}</span></td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td></tr>\n",
+             <td class=\"num\">{}</td></tr>",
             number(c.value),
             c.zscore
                 .map_or_else(|| "\u{2013}".to_owned(), |z| format!("{z:+.2}")),
