@@ -205,10 +205,12 @@ fn list(sources: &[Arc<SourceRuntime>], selectors: &[Selector], keep: usize) -> 
     }
 }
 
-/// Where a row of the page comes from: its group, and its series' id.
+/// Where a row of the page comes from: its group (and how many series
+/// the group has), and its series' id.
 struct Pick {
     source: usize,
     watch: u16,
+    in_group: usize,
     id: u64,
 }
 
@@ -217,7 +219,7 @@ fn pick(listing: Listing, offset: usize) -> Vec<Pick> {
     let mut picks = Vec::with_capacity(PAGE_SIZE);
     let mut skip = offset;
     for group in listing.groups {
-        let (source, watch) = (group.source, group.watch);
+        let (source, watch, in_group) = (group.source, group.watch, group.count);
         for (_, _, id) in group.first.into_sorted_vec() {
             if skip > 0 {
                 skip -= 1;
@@ -226,7 +228,12 @@ fn pick(listing: Listing, offset: usize) -> Vec<Pick> {
             if picks.len() == PAGE_SIZE {
                 return picks;
             }
-            picks.push(Pick { source, watch, id });
+            picks.push(Pick {
+                source,
+                watch,
+                in_group,
+                id,
+            });
         }
     }
     picks
@@ -236,6 +243,7 @@ fn pick(listing: Listing, offset: usize) -> Vec<Pick> {
 struct Row {
     source: usize,
     watch: u16,
+    in_group: usize,
     id: u64,
     labels: Arc<str>,
     state: State,
@@ -255,19 +263,23 @@ struct PlotData {
 fn rows(sources: &[Arc<SourceRuntime>], picks: &[Pick]) -> Vec<Row> {
     let mut found: HashMap<u64, Row> = HashMap::with_capacity(picks.len());
     for (si, runtime) in sources.iter().enumerate() {
-        let wanted: HashMap<u64, u16> = picks
+        let wanted: HashMap<u64, &Pick> = picks
             .iter()
             .filter(|p| p.source == si)
-            .map(|p| (p.id, p.watch))
+            .map(|p| (p.id, p))
             .collect();
         if wanted.is_empty() {
             continue;
         }
         let table = lock(&runtime.table);
-        for entry in table.iter().filter(|e| wanted.get(&e.id) == Some(&e.watch)) {
+        for entry in table.iter() {
+            let Some(pick) = wanted.get(&entry.id).filter(|p| p.watch == entry.watch) else {
+                continue;
+            };
             let row = Row {
                 source: si,
                 watch: entry.watch,
+                in_group: pick.in_group,
                 id: entry.id,
                 labels: Arc::clone(&entry.labels),
                 state: entry.detector.state(),
@@ -330,7 +342,7 @@ fn series_section(
         let runtime = &sources[row.source];
         if group != Some((row.source, row.watch)) {
             group = Some((row.source, row.watch));
-            group_header(html, runtime, row.watch);
+            group_header(html, runtime, row.watch, row.in_group);
         }
         series_row(html, runtime, row, now);
     }
@@ -366,12 +378,15 @@ fn summary(html: &mut String, total: usize, by_state: &[usize; 4]) {
     html.push_str("</p>\n");
 }
 
-fn group_header(html: &mut String, runtime: &SourceRuntime, watch: u16) {
+fn group_header(html: &mut String, runtime: &SourceRuntime, watch: u16, series: usize) {
     html.push_str("<tr class=\"group\"><th colspan=\"9\">");
     escape_into(html, &runtime.name);
     html.push_str(" / ");
     escape_into(html, &runtime.watch_metrics[watch as usize]);
-    html.push_str("</th></tr>\n");
+    let _ = writeln!(
+        html,
+        " <span class=\"count\">{series} series</span></th></tr>"
+    );
 }
 
 fn series_row(html: &mut String, runtime: &SourceRuntime, row: &Row, now: i64) {
@@ -890,5 +905,42 @@ td.err{color:#a00;max-width:30em;overflow-wrap:anywhere}\
 .error{color:#a00;font-weight:600}.note{color:#555;max-width:60em}\
 .filter input{font-family:ui-monospace,monospace}\
 .foot{color:#777;margin-top:2em}.big svg{max-width:100%;height:auto}\
-code{font-size:13px}\
+code{font-size:13px}.count{font-weight:400;color:#666;margin-left:.6em}\
 </style>\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_keeps_its_first_rows_by_state_then_labels() {
+        let mut group = Group::new(0, 0);
+        let labels: Vec<Arc<str>> = ["d", "a", "c", "b"].map(Arc::from).to_vec();
+        group.add(rank(State::Ok), &labels[0], 1, 2);
+        group.add(rank(State::Ok), &labels[1], 2, 2);
+        group.add(rank(State::Degraded), &labels[2], 3, 2);
+        group.add(rank(State::Learning), &labels[3], 4, 2);
+        let ids: Vec<u64> = group.first.into_sorted_vec().iter().map(|e| e.2).collect();
+        assert_eq!(ids, vec![3, 2]);
+        assert_eq!((group.count, group.worst), (4, rank(State::Degraded)));
+    }
+
+    #[test]
+    fn page_links_carry_the_selector_percent_encoded() {
+        let mut html = String::new();
+        pagination(&mut html, &["up{job=\"a b\"}"], 2, 3);
+        assert!(
+            html.contains("href=\"?match%5B%5D=up%7Bjob%3D%22a%20b%22%7D&amp;page=1\""),
+            "{html}"
+        );
+        assert!(html.contains("page=3\""), "{html}");
+    }
+
+    #[test]
+    fn numbers_keep_four_decimals_or_go_scientific() {
+        assert_eq!(number(0.905), "0.9050");
+        assert_eq!(number(0.0), "0.0000");
+        assert_eq!(number(0.00002), "2.000e-5");
+        assert_eq!(number(12_345_678.0), "1.235e7");
+    }
+}
