@@ -584,47 +584,58 @@ struct Detail {
     changes: Vec<Change>,
 }
 
+/// The series `id` as its page shows it; it keeps a history from now on
+/// (budget allowing), so the next look shows its samples as evaluated.
 fn find(shared: &Shared, id: u64) -> Option<Detail> {
     for runtime in shared.sources().iter() {
         let mut table = lock(&runtime.table);
         let Some(entry) = table.iter_mut().find(|e| e.id == id) else {
             continue;
         };
-        let watch = &runtime.config.watches[entry.watch as usize];
-        let step_ms = i64::try_from(runtime.config.interval.as_millis()).unwrap_or(1000);
         if entry.keep_history(&shared.histories, runtime.config.interval) {
             if let Some(h) = entry.history.as_mut() {
                 h.touch();
             }
         }
-        let baseline = PlotData {
-            points: history::baseline_points(&entry.detector, entry.last_seen_ms, step_ms),
-            alerts: Vec::new(),
-        };
-        let changes = entry
-            .history
-            .as_ref()
-            .map_or_else(Vec::new, |h| h.changes().copied().collect());
-        let seeded_until_ms = entry.history.as_ref().and_then(|h| h.seeded_until_ms());
-        return Some(Detail {
-            id,
-            source: Arc::clone(&runtime.name),
-            metric: Arc::clone(&runtime.watch_metrics[entry.watch as usize]),
-            labels: Arc::clone(&entry.labels),
-            state: entry.detector.state(),
-            since_ms: entry.detector.since_ms(),
-            last: entry.detector.last(),
-            params: watch.detector.clone(),
-            interval: runtime.config.interval,
-            stale_after: watch.stale_after,
-            sketched: entry.history.is_none(),
-            recent: recent(runtime, entry),
-            seeded_until_ms,
-            baseline,
-            changes,
-        });
+        return Some(detail(runtime, entry));
     }
     None
+}
+
+fn detail(runtime: &SourceRuntime, entry: &SeriesEntry) -> Detail {
+    let watch = &runtime.config.watches[entry.watch as usize];
+    let history = entry.history.as_deref();
+    Detail {
+        id: entry.id,
+        source: Arc::clone(&runtime.name),
+        metric: Arc::clone(&runtime.watch_metrics[entry.watch as usize]),
+        labels: Arc::clone(&entry.labels),
+        state: entry.detector.state(),
+        since_ms: entry.detector.since_ms(),
+        last: entry.detector.last(),
+        params: watch.detector.clone(),
+        interval: runtime.config.interval,
+        stale_after: watch.stale_after,
+        sketched: history.is_none(),
+        recent: recent(runtime, entry),
+        seeded_until_ms: history.and_then(|h| h.seeded_until_ms()),
+        baseline: baseline(runtime, entry),
+        changes: history.map_or_else(Vec::new, |h| h.changes().copied().collect()),
+    }
+}
+
+/// The baseline ring, each sample with its z against today's band, which
+/// is the band its plot draws.
+fn baseline(runtime: &SourceRuntime, entry: &SeriesEntry) -> PlotData {
+    let step_ms = i64::try_from(runtime.config.interval.as_millis()).unwrap_or(1000);
+    let mut points = history::baseline_points(&entry.detector, entry.last_seen_ms, step_ms);
+    for p in &mut points {
+        p.zscore = p.mean.zip(p.stddev).map(|(m, s)| (p.value - m) / s);
+    }
+    PlotData {
+        points,
+        alerts: Vec::new(),
+    }
 }
 
 fn detail_page(d: &Detail, now: i64) -> String {
@@ -720,7 +731,7 @@ fn changes_table(html: &mut String, changes: &[Change], now: i64) {
     );
     for c in changes {
         html.push_str("<tr><td>");
-        time(html, c.at_ms, now);
+        exact_time(html, c.at_ms, now);
         let (from, to) = (c.from.as_str(), c.to.as_str());
         let _ = writeln!(
             html,
@@ -746,7 +757,7 @@ fn recent_table(html: &mut String, points: &[PlotPoint], now: i64) {
     );
     for p in recent.iter().rev() {
         html.push_str("<tr><td>");
-        time(html, p.at_ms, now);
+        exact_time(html, p.at_ms, now);
         html.push_str("</td>");
         let evaluation = Evaluation {
             value: p.value,
@@ -834,12 +845,26 @@ fn labels_text(html: &mut String, labels: &str) {
 /// A time as `<time>`: how long ago, with the exact UTC time on hover.
 fn time(html: &mut String, at_ms: i64, now: i64) {
     let exact = crate::http::rfc3339(at_ms);
-    let ago = Duration::from_secs(((now - at_ms).max(0) / 1000) as u64);
     let _ = write!(
         html,
         "<time datetime=\"{exact}\" title=\"{exact}\">{} ago</time>",
-        humantime::format_duration(ago)
+        ago(at_ms, now)
     );
+}
+
+/// A time as `<time>`: the exact UTC time, then how long ago, where the
+/// moment matters (when a series crossed the threshold).
+fn exact_time(html: &mut String, at_ms: i64, now: i64) {
+    let exact = crate::http::rfc3339(at_ms);
+    let _ = write!(
+        html,
+        "<time datetime=\"{exact}\">{exact}</time> <span class=\"ago\">({} ago)</span>",
+        ago(at_ms, now)
+    );
+}
+
+fn ago(at_ms: i64, now: i64) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_secs(((now - at_ms).max(0) / 1000) as u64))
 }
 
 /// Enough digits for a metric near its baseline, in a narrow column.
@@ -905,7 +930,7 @@ td.err{color:#a00;max-width:30em;overflow-wrap:anywhere}\
 .error{color:#a00;font-weight:600}.note{color:#555;max-width:60em}\
 .filter input{font-family:ui-monospace,monospace}\
 .foot{color:#777;margin-top:2em}.big svg{max-width:100%;height:auto}\
-code{font-size:13px}.count{font-weight:400;color:#666;margin-left:.6em}\
+code{font-size:13px}.ago{color:#777}.count{font-weight:400;color:#666;margin-left:.6em}\
 </style>\n";
 
 #[cfg(test)]

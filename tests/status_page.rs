@@ -191,6 +191,7 @@ async fn degraded_series_comes_first_with_its_plot_and_its_alert_link_opens_it()
     // The list: the degraded series is the first row, though `aaa` sorts
     // before it by name, and its plot has the band and the values.
     let dom = dump_dom(&format!("{}/", daemon.base_url)).await;
+    let _ = std::fs::write(artifact("status-page.html"), &dom);
     let first = element(&dom, "<tr class=\"row\"", "</tr>");
     assert_eq!(attribute(first, "data-state"), Some("degraded"), "{first}");
     assert_eq!(
@@ -209,6 +210,7 @@ async fn degraded_series_comes_first_with_its_plot_and_its_alert_link_opens_it()
 
     // The alert's link: the same series, its plot and its state changes.
     let dom = dump_dom(&generator).await;
+    let _ = std::fs::write(artifact("status-series.html"), &dom);
     let ident = element(&dom, "<p class=\"ident\"", "</p>");
     assert_eq!(
         attribute(ident, "data-series"),
