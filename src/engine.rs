@@ -1174,7 +1174,8 @@ fn observe(
 /// Keeps the history of a series in trouble: starts one when it is pending
 /// or degraded, adds the sample and any change, and lets it go once the
 /// series has been quiet for long. A healthy series without one pays a
-/// state check.
+/// state check; the one allocation comes when an incident starts, not per
+/// sample.
 fn record_history(
     shared: &Shared,
     runtime: &SourceRuntime,
