@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::detector::{Detector, Evaluation, State};
 use crate::plot::PlotPoint;
@@ -37,6 +37,8 @@ pub const HISTORY_BYTES: usize = 4576;
 #[derive(Debug, Default)]
 pub struct Budget {
     used: AtomicUsize,
+    /// Whether running out has been logged in this episode.
+    warned: AtomicBool,
 }
 
 impl Budget {
@@ -44,13 +46,31 @@ impl Budget {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// Takes a slot unless all are taken.
+    /// Takes a slot unless all are taken. Running out logs once, and again
+    /// only after use has fallen to half, so a long incident is one line.
     fn claim(&self) -> bool {
-        self.used
+        let claimed = self
+            .used
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 (n < MAX_HISTORIES).then_some(n + 1)
-            })
-            .is_ok()
+            });
+        match claimed {
+            Ok(n) => {
+                if n < MAX_HISTORIES / 2 {
+                    self.warned.store(false, Ordering::Relaxed);
+                }
+                true
+            }
+            Err(_) => {
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        limit = MAX_HISTORIES,
+                        "Series history limit reached; the status page sketches further series from their baselines"
+                    );
+                }
+                false
+            }
+        }
     }
 }
 
@@ -289,6 +309,14 @@ mod tests {
             + POINTS * std::mem::size_of::<Point>()
             + CHANGES * std::mem::size_of::<Change>();
         assert!(bytes <= HISTORY_BYTES, "{bytes} bytes");
+    }
+
+    #[test]
+    fn no_more_histories_than_the_cap() {
+        let budget = Budget::default();
+        assert!((0..MAX_HISTORIES).all(|_| budget.claim()));
+        assert!(!budget.claim());
+        assert_eq!(budget.used(), MAX_HISTORIES);
     }
 
     #[test]
