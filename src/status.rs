@@ -347,7 +347,9 @@ fn series_section(
         series_row(html, runtime, row, now);
     }
     html.push_str("</tbody>\n</table>\n");
-    if rows.is_empty() {
+    if total == 0 {
+        html.push_str("<p>No series to show: none is watched yet, or none matches.</p>\n");
+    } else if rows.is_empty() {
         html.push_str("<p>No series on this page.</p>\n");
     }
     if total > MAX_PAGES * PAGE_SIZE {
@@ -928,7 +930,7 @@ td.err{color:#a00;max-width:30em;overflow-wrap:anywhere}\
 .st-ok{background:#dff0d8;color:#2b6a2b}.st-learning{background:#e8e8e8;color:#555}\
 .st-zero{background:#f4f4f4;color:#999}\
 .error{color:#a00;font-weight:600}.note{color:#555;max-width:60em}\
-.filter input{font-family:ui-monospace,monospace}\
+.filter input{font-family:ui-monospace,monospace;padding:3px 4px}\
 .foot{color:#777;margin-top:2em}.big svg{max-width:100%;height:auto}\
 code{font-size:13px}.ago{color:#777}.count{font-weight:400;color:#666;margin-left:.6em}\
 </style>\n";
