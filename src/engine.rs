@@ -14,6 +14,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::{Config, PromqlConfig, ScrapeConfig, SourceConfig, SourceKind, WatchConfig};
 use crate::detector::{Detector, SavedDetector, State, Transition};
+use crate::history::{self, History};
 use crate::notify::{AlertStatus, AlertUpdate, Notifier};
 use crate::parse::{self, Sample};
 use crate::selector::Selector;
@@ -142,6 +143,8 @@ pub struct Shared {
     pub notifier: Notifier,
     observer: Option<StateObserver>,
     external_url: String,
+    /// The histories series keep for the status page, against their cap.
+    pub histories: Arc<history::Budget>,
 }
 
 impl Shared {
@@ -164,6 +167,7 @@ impl Shared {
             notifier,
             observer,
             external_url,
+            histories: Arc::default(),
         }
     }
 
@@ -360,6 +364,21 @@ pub struct SeriesEntry {
     pub export_labels: Box<str>,
     pub detector: Detector,
     pub last_seen_ms: i64,
+    /// Recent samples and state changes for the status page; only while
+    /// the series is in trouble or watched (see [`history`]).
+    pub history: Option<Box<History>>,
+}
+
+impl SeriesEntry {
+    /// Starts keeping a history unless there is one or the cap is reached;
+    /// whether the series has one now.
+    pub fn keep_history(&mut self, budget: &Arc<history::Budget>, step: Duration) -> bool {
+        if self.history.is_none() {
+            let step_ms = i64::try_from(step.as_millis()).unwrap_or(i64::MAX);
+            self.history = History::start(budget, &self.detector, self.last_seen_ms, step_ms);
+        }
+        self.history.is_some()
+    }
 }
 
 /// The running daemon core: the shared state plus the source tasks.
@@ -472,31 +491,14 @@ fn resolve_all(shared: &Shared, runtime: &SourceRuntime) {
 
 /// Makes every series that one of `selectors` matches relearn its
 /// baseline, ending any incident it had (so its alert resolves); returns
-/// how many series were reset. A series is matched on `__name__` (its
-/// watch's metric) and the labels it has on /metrics: `source`, `metric`
-/// and its own, clashing ones as `exported_<name>`.
+/// how many series were reset. Matching is as in [`selected`].
 pub fn reset_baselines(shared: &Shared, selectors: &[Selector]) -> usize {
     let now = shared.clock.now_ms();
     let mut reset = 0;
     for runtime in shared.sources().iter() {
         let mut table = lock(&runtime.table);
         for entry in table.iter_mut() {
-            let metric = &*runtime.watch_metrics[entry.watch as usize];
-            let labels = own_labels(&entry.labels);
-            let own = |name: &str| {
-                labels
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| v.as_str())
-            };
-            let label = |name: &str| match name {
-                "__name__" | "metric" => Some(metric),
-                "source" => Some(&*runtime.name),
-                "exported_source" => own("source"),
-                "exported_metric" => own("metric"),
-                other => own(other),
-            };
-            if !selectors.iter().any(|s| s.matches(label)) {
+            if !selected(runtime, entry, selectors) {
                 continue;
             }
             reset += 1;
@@ -513,10 +515,41 @@ pub fn reset_baselines(shared: &Shared, selectors: &[Selector]) -> usize {
                     last.and_then(|e| e.zscore),
                 );
                 report(shared, runtime, entry, &change, previous_since);
+                if let Some(history) = entry.history.as_mut() {
+                    history.change(history::Change {
+                        at_ms: transition.at_ms,
+                        from: transition.from,
+                        to: transition.to,
+                        value,
+                        zscore: None,
+                    });
+                }
             }
         }
     }
     reset
+}
+
+/// Whether one of `selectors` matches the series, on `__name__` (its
+/// watch's metric) and the labels it has on /metrics: `source`, `metric`
+/// and its own, clashing ones as `exported_<name>`.
+pub fn selected(runtime: &SourceRuntime, entry: &SeriesEntry, selectors: &[Selector]) -> bool {
+    let metric = &*runtime.watch_metrics[entry.watch as usize];
+    let labels = own_labels(&entry.labels);
+    let own = |name: &str| {
+        labels
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let label = |name: &str| match name {
+        "__name__" | "metric" => Some(metric),
+        "source" => Some(&*runtime.name),
+        "exported_source" => own("source"),
+        "exported_metric" => own("metric"),
+        other => own(other),
+    };
+    selectors.iter().any(|s| s.matches(label))
 }
 
 /// A lock that survives a panic elsewhere: the data is plain numbers and
@@ -996,6 +1029,7 @@ impl Ingest {
             labels: Arc::from(labels_text.as_str()),
             detector,
             last_seen_ms: at_ms,
+            history: None,
         };
         if restored.is_some() {
             resume(&self.shared, &self.runtime, &entry);
@@ -1131,8 +1165,48 @@ fn observe(
                 let change = change_from(runtime, entry, &transition, value, verdict.zscore);
                 report(shared, runtime, entry, &change, before.1);
             }
+            record_history(shared, runtime, entry, at_ms, verdict.transition.as_ref());
             0
         }
+    }
+}
+
+/// Keeps the history of a series in trouble: starts one when it is pending
+/// or degraded, adds the sample and any change, and lets it go once the
+/// series has been quiet for long. A healthy series without one pays a
+/// state check; the one allocation comes when an incident starts, not per
+/// sample.
+fn record_history(
+    shared: &Shared,
+    runtime: &SourceRuntime,
+    entry: &mut SeriesEntry,
+    at_ms: i64,
+    transition: Option<&Transition>,
+) {
+    let state = entry.detector.state();
+    if entry.history.is_none() {
+        if !matches!(state, State::Pending | State::Degraded) {
+            return;
+        }
+        if !entry.keep_history(&shared.histories, runtime.config.interval) {
+            return;
+        }
+    }
+    let (Some(history), Some(last)) = (entry.history.as_mut(), entry.detector.last()) else {
+        return;
+    };
+    if let Some(t) = transition {
+        history.change(history::Change {
+            at_ms: t.at_ms,
+            from: t.from,
+            to: t.to,
+            value: last.value,
+            zscore: last.zscore,
+        });
+    }
+    history.record(at_ms, &last, state);
+    if history.expired() {
+        entry.history = None;
     }
 }
 
@@ -1390,6 +1464,57 @@ mod tests {
         let b = canonical_labels(r#"a="1",b="2""#).unwrap();
         assert_eq!(a, b);
         assert_eq!(render_labels(&a), r#"a="1",b="2""#);
+    }
+
+    /// Scrapes `values` (series `model="a"` and `model="b"`) once.
+    fn scrape(ingest: &mut Ingest, round: i64, a: f64, b: f64) {
+        ingest.begin();
+        for (labels, value) in [("model=\"a\"", a), ("model=\"b\"", b)] {
+            let series = format!("model_accuracy{{{labels}}}");
+            ingest.route(&Sample {
+                name: "model_accuracy",
+                labels,
+                series: &series,
+                value,
+                timestamp_ms: None,
+            });
+        }
+        ingest.commit(1_000_000 + round * 1000);
+    }
+
+    #[tokio::test]
+    async fn only_series_in_trouble_keep_a_history() {
+        let yaml = "detector:\n  window: 10\n  min_samples: 5\n\
+                    sources:\n  - name: s\n    scrape:\n      url: http://127.0.0.1:9/m\n    \
+                    watch:\n      - metric: model_accuracy\n";
+        let config = crate::config::parse_str(yaml, "t.yml")
+            .expect("valid")
+            .config;
+        let client = crate::daemon::http_client().expect("client");
+        let notifier = Notifier::start(None, &[], &Default::default(), client);
+        let shared = Arc::new(Shared::new(notifier, None, String::new()));
+        let runtime = Arc::new(SourceRuntime::new(config.sources[0].clone()));
+        shared.set_sources(vec![Arc::clone(&runtime)]);
+        let mut ingest = Ingest::new(Arc::clone(&runtime), Arc::clone(&shared));
+        for round in 0..20 {
+            let v = if round % 2 == 0 { 0.90 } else { 0.91 };
+            scrape(&mut ingest, round, v, v);
+        }
+        assert_eq!(shared.histories.used(), 0, "healthy series pay no history");
+
+        scrape(&mut ingest, 20, 0.905, 0.5);
+        assert_eq!(shared.histories.used(), 1);
+        let table = lock(&runtime.table);
+        let b = table
+            .iter()
+            .find(|e| &*e.labels == "model=\"b\"")
+            .expect("series b");
+        let history = b.history.as_ref().expect("b keeps a history");
+        let changes: Vec<_> = history.changes().map(|c| (c.from, c.to)).collect();
+        assert_eq!(changes, vec![(State::Ok, State::Degraded)]);
+        assert_eq!(history.alert_spans(), vec![(1_020_000, 1_020_000)]);
+        // Seeded with the baseline before the drop, then the drop itself.
+        assert_eq!(history.points().len(), 11);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The HTTP server: /metrics, health and readiness, reload, and the JSON API.
+//! The HTTP server: /metrics, health and readiness, reload, the JSON API
+//! and the status page.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,6 +21,7 @@ use crate::detector::State;
 use crate::engine::{self, Shared, lock, own_labels};
 use crate::exporter::{self, Format};
 use crate::selector::Selector;
+use crate::status;
 
 /// A reload request from the API, answered with the problems if any.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
@@ -79,7 +81,13 @@ async fn route(api: &Api, request: Request<Incoming>) -> Response<Full<Bytes>> {
         (&Method::GET, "/api/v1/series") => json_response(StatusCode::OK, series(api, false)),
         (&Method::GET, "/api/v1/alerts") => json_response(StatusCode::OK, series(api, true)),
         (&Method::POST, "/api/v1/baseline/reset") => reset(api, request).await,
-        (&Method::GET, "/") => text(StatusCode::OK, INDEX),
+        (&Method::GET | &Method::HEAD, "/") => {
+            let query = form_pairs(request.uri().query().unwrap_or(""));
+            html(status::index(&api.shared, &query))
+        }
+        (&Method::GET | &Method::HEAD, p) if p.starts_with("/series/") => {
+            html(status::series(&api.shared, &p["/series/".len()..]))
+        }
         (
             _,
             "/metrics"
@@ -94,10 +102,6 @@ async fn route(api: &Api, request: Request<Incoming>) -> Response<Full<Bytes>> {
         _ => text(StatusCode::NOT_FOUND, "Not found.\n"),
     }
 }
-
-const INDEX: &str = "driftwatch\n\n/metrics          exported z-scores and baselines\n\
-/api/v1/series    every watched series (JSON)\n/api/v1/alerts    pending and degraded series (JSON)\n\
-/-/healthy /-/ready /-/reload\n";
 
 fn metrics(api: &Api, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
@@ -177,6 +181,23 @@ fn json_number(value: f64) -> Value {
 pub fn rfc3339(ms: i64) -> String {
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(time).to_string()
+}
+
+fn html(page: status::Page) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(page.body)));
+    *response.status_mut() =
+        StatusCode::from_u16(page.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // The page is live data; a cached copy would show a stale state.
+    headers.insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {

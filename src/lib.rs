@@ -12,7 +12,8 @@
 //! - [`notify`]: delivery of alerts to Alertmanager and webhooks.
 //! - [`exporter`]: rendering driftwatch's own /metrics.
 //! - [`http`]: the HTTP server and its endpoints; [`selector`] for its
-//!   `match[]` series selectors.
+//!   `match[]` series selectors; [`status`] for the status page, from the
+//!   bounded per-series records of [`history`].
 //! - [`state`]: snapshots of every detector under `--storage.path`.
 //! - [`daemon`]: wiring the parts together, reloads and shutdown.
 //!
@@ -28,6 +29,7 @@ pub mod detector;
 pub mod engine;
 pub mod evaluate;
 pub mod exporter;
+pub mod history;
 pub mod http;
 pub mod logging;
 pub mod notify;
@@ -38,3 +40,4 @@ pub mod selector;
 pub mod shard;
 pub mod source;
 pub mod state;
+pub mod status;

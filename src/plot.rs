@@ -241,18 +241,10 @@ fn block(svg: &mut String, s: &PlotSeries<'_>, layout: &Layout) {
         escape_into(svg, s.title);
         svg.push_str("</text>\n");
     }
+    // Frames go under the lines, so a value clamped to a panel's edge (a
+    // z-score far past the scale) stays visible.
     for frame in [&values, &zs] {
         alert_rects(svg, s, frame);
-    }
-    band(svg, s, &values);
-    let mean = polyline(s.points, &values, |p| p.mean);
-    path(svg, "mean", &mean);
-    let series = polyline(s.points, &values, |p| Some(p.value));
-    path(svg, "series", &series);
-    thresholds(svg, s, &zs);
-    let z = polyline(s.points, &zs, |p| p.zscore);
-    path(svg, "zscore", &z);
-    for frame in [&values, &zs] {
         let _ = writeln!(
             svg,
             "<rect class=\"frame\" x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\"/>",
@@ -262,6 +254,14 @@ fn block(svg: &mut String, s: &PlotSeries<'_>, layout: &Layout) {
             fmt(frame.height)
         );
     }
+    band(svg, s, &values);
+    let mean = polyline(s.points, &values, |p| p.mean);
+    path(svg, "mean", &mean);
+    let series = polyline(s.points, &values, |p| Some(p.value));
+    path(svg, "series", &series);
+    thresholds(svg, s, &zs);
+    let z = polyline(s.points, &zs, |p| p.zscore);
+    path(svg, "zscore", &z);
     if layout.text {
         labels(svg, s, &values, &zs);
     }

@@ -228,7 +228,19 @@ pub struct Ledger {
     pub receiver: String,
     counts: [AtomicU64; 4],
     episode: Mutex<Episode>,
+    last: Mutex<LastOutcomes>,
 }
+
+/// When the receiver last took a notification and last failed one, with
+/// why, for the status page. Times are wall-clock Unix ms.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct LastOutcomes {
+    pub success_ms: Option<i64>,
+    pub failure: Option<(i64, String)>,
+}
+
+/// The longest failure reason kept for the status page.
+const REASON_LIMIT: usize = 300;
 
 #[derive(Default)]
 struct Episode {
@@ -242,6 +254,7 @@ impl Ledger {
             receiver,
             counts: Default::default(),
             episode: Mutex::default(),
+            last: Mutex::default(),
         }
     }
 
@@ -255,8 +268,13 @@ impl Ledger {
             .collect()
     }
 
+    pub fn last(&self) -> LastOutcomes {
+        lock(&self.last).clone()
+    }
+
     pub fn success(&self, n: u64) {
         self.counts[0].fetch_add(n, Ordering::Relaxed);
+        lock(&self.last).success_ms = Some(wall_ms());
         let mut episode = lock(&self.episode);
         if episode.failing {
             tracing::info!(
@@ -318,6 +336,16 @@ impl Ledger {
 
     /// A failed try; the first of an episode is logged.
     pub fn failure(&self, error: &DeliveryError) {
+        let mut reason = error.to_string();
+        if reason.len() > REASON_LIMIT {
+            let cut = (0..=REASON_LIMIT)
+                .rev()
+                .find(|&i| reason.is_char_boundary(i))
+                .unwrap_or(0);
+            reason.truncate(cut);
+            reason.push('…');
+        }
+        lock(&self.last).failure = Some((wall_ms(), reason));
         let mut episode = lock(&self.episode);
         if !episode.failing {
             episode.failing = true;
@@ -328,6 +356,12 @@ impl Ledger {
             );
         }
     }
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -89,6 +89,8 @@ pub struct ReceiverStats {
     pub results: Vec<(&'static str, u64)>,
     /// Series with a state still to deliver.
     pub queue_length: usize,
+    /// Last success and last failure with its reason.
+    pub last: delivery::LastOutcomes,
 }
 
 /// The handle the rest of the daemon holds; clones share one notifier.
@@ -127,6 +129,7 @@ impl<T, C> Receiver<T, C> {
             receiver: self.outbox.ledger.receiver.clone(),
             results: self.outbox.ledger.results(),
             queue_length: self.outbox.queue_length(),
+            last: self.outbox.ledger.last(),
         }
     }
 }

@@ -337,10 +337,18 @@ async fn alertmanager_that_refuses_connections_gets_the_alert_once_back() {
         1,
         "given up is not delivered"
     );
+    let last = notifier.stats()[0].last.clone();
+    assert_eq!(last.success_ms, None);
+    let (_, reason) = last
+        .failure
+        .expect("the failure is kept for the status page");
+    assert!(!reason.is_empty());
 
     transport.fallback(AM_ENDPOINT, Reply::Ok);
     until("a delivery", || results(&notifier, AM)["success"] == 1).await;
     assert_eq!(notifier.stats()[0].queue_length, 0);
+    let last = notifier.stats()[0].last.clone();
+    assert!(last.success_ms.is_some() && last.failure.is_some());
     let (_, body) = transport.to(AM_ENDPOINT).pop().unwrap();
     assert_eq!(body[0]["labels"]["alertname"], "ModelPerformanceDegraded");
 }
