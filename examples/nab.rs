@@ -50,7 +50,8 @@ fn main() -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, params) in variants() {
-        if only.as_deref().is_some_and(|o| o != name) {
+        let in_grid = only.as_deref() == Some("grid") && name.starts_with(' ');
+        if only.as_deref().is_some_and(|o| o != name) && !in_grid {
             continue;
         }
         let started = Instant::now();
@@ -71,7 +72,7 @@ fn variants() -> Vec<(&'static str, DetectorParams)> {
         f(&mut p);
         p
     };
-    vec![
+    let mut v = vec![
         ("shipped", base.clone()),
         ("window 50", with(&|p| p.window = 50)),
         ("window 200", with(&|p| p.window = 200)),
@@ -88,7 +89,58 @@ fn variants() -> Vec<(&'static str, DetectorParams)> {
         ("relearn 7d", with(&|p| p.relearn_after = hours(7 * 24))),
         ("rel. floor 0", with(&|p| p.min_relative_stddev = 0.0)),
         ("rel. floor 1e-2", with(&|p| p.min_relative_stddev = 1e-2)),
-    ]
+    ];
+    v.extend(grid(&base));
+    v
+}
+
+/// Combinations, named by their settings, from `NAB_GRID`: a `;`-separated
+/// list of `key=v1|v2` axes (exploration only; the table keeps the rest).
+fn grid(base: &DetectorParams) -> Vec<(&'static str, DetectorParams)> {
+    let Ok(spec) = std::env::var("NAB_GRID") else {
+        return Vec::new();
+    };
+    let mut out = vec![(String::new(), base.clone())];
+    for axis in spec.split(';').filter(|a| !a.is_empty()) {
+        let (key, values) = axis.split_once('=').expect("key=v1|v2");
+        let mut next = Vec::new();
+        for (name, p) in &out {
+            for v in values.split('|') {
+                let mut p = p.clone();
+                set(&mut p, key, v);
+                next.push((format!("{name} {key}={v}"), p));
+            }
+        }
+        out = next;
+    }
+    out.into_iter()
+        .map(|(n, p)| (&*Box::leak(n.into_boxed_str()), p))
+        .collect()
+}
+
+fn set(p: &mut DetectorParams, key: &str, v: &str) {
+    use driftwatch::detector::Accumulate;
+    let f = |v: &str| v.parse::<f64>().expect("a number");
+    match key {
+        "window" => p.window = v.parse().unwrap(),
+        "min_samples" => p.min_samples = v.parse().unwrap(),
+        "threshold" => p.threshold = f(v),
+        "recover" => p.recover_threshold = f(v),
+        "recover_n" => p.recover_consecutive = v.parse().unwrap(),
+        "consecutive" => p.consecutive = (v != "0").then(|| v.parse().unwrap()),
+        "relearn_h" => {
+            p.relearn_after = (v != "0").then(|| Duration::from_secs_f64(f(v) * 3600.0))
+        }
+        "min_stddev" => p.min_stddev = f(v),
+        "rel_floor" => p.min_relative_stddev = f(v),
+        "ewma" => p.accumulate = Accumulate::Ewma { lambda: f(v) },
+        "cusum" => {
+            let (k, h) = v.split_once('/').expect("k/h");
+            p.accumulate = Accumulate::Cusum { k: f(k), h: f(h) };
+        }
+        "acc" if v == "off" => p.accumulate = Accumulate::Off,
+        _ => panic!("unknown grid key {key}"),
+    }
 }
 
 /// The corpus named by the windows file, each series with its windows
@@ -184,6 +236,10 @@ fn evaluate_variant(corpus: &[Series], params: &DetectorParams) -> String {
                 s.misses,
                 s.raw
             );
+            if std::env::var("NAB_ROWS").is_ok_and(|k| series.key.contains(&k)) {
+                eprintln!("    windows {:?} rows {}", labelled.windows, labelled.rows);
+                eprintln!("    detections {detections:?}");
+            }
         }
     }
     cells.join(" | ")

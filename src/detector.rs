@@ -31,8 +31,10 @@ pub struct DetectorParams {
     pub for_duration: Duration,
     /// ... or for this many consecutive samples, when set.
     pub consecutive: Option<u32>,
-    /// Recovered when badness <= this (hysteresis).
+    /// Recovered when badness <= this (hysteresis) ...
     pub recover_threshold: f64,
+    /// ... for this many samples in a row (1: at the first such sample).
+    pub recover_consecutive: u32,
     pub direction: Direction,
     /// Accept a lasting new level after an incident has lasted this long.
     /// `None` means never.
@@ -41,6 +43,32 @@ pub struct DetectorParams {
     pub min_stddev: f64,
     /// Floor for the baseline standard deviation relative to |mean|.
     pub min_relative_stddev: f64,
+    /// Evidence accumulated over samples, beside each sample's own z.
+    pub accumulate: Accumulate,
+}
+
+/// A statistic that accumulates evidence over samples, so that a small
+/// lasting shift, which no single z-score reaches the threshold for, still
+/// becomes a breach. It is fed each sample's z-score, clipped to
+/// ±threshold: an outlier is the plain z-score's to catch, and one must not
+/// hold the accumulated statistic up long after it has passed.
+///
+/// Either statistic is scaled so that it compares with `threshold` and
+/// `recover_threshold` as a z-score does. A sample breaches when its own
+/// badness or the statistic's badness reaches the threshold; a degraded
+/// series recovers when both are at or below `recover_threshold`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Accumulate {
+    /// Each sample on its own: a plain rolling z-score.
+    Off,
+    /// The z-score of an exponentially weighted moving average of the
+    /// z-scores, `e ← (1 − λ)·e + λ·z`, divided by its in-control standard
+    /// deviation `√(λ / (2 − λ))`.
+    Ewma { lambda: f64 },
+    /// A two-sided tabular CUSUM of the z-scores with slack `k` and
+    /// decision interval `h`, scaled by `threshold / h` and capped at twice
+    /// the threshold so that it drains within a bounded number of samples.
+    Cusum { k: f64, h: f64 },
 }
 
 /// Where a series stands.
@@ -130,6 +158,9 @@ pub struct Evaluation {
     pub stddev: Option<f64>,
     /// How many samples the baseline held.
     pub window_samples: usize,
+    /// The accumulated statistic after this sample, signed like z; `None`
+    /// while learning or with [`Accumulate::Off`].
+    pub evidence: Option<f64>,
 }
 
 /// A detector taken apart for a snapshot; see [`Detector::save`].
@@ -142,6 +173,8 @@ pub struct SavedDetector {
     pub last: Option<Evaluation>,
     /// Oldest first.
     pub baseline: Vec<f64>,
+    /// The accumulator's state; see [`Accumulate`].
+    pub accumulator: [f32; 2],
 }
 
 /// The detector of one series: its baseline window and its state.
@@ -189,7 +222,14 @@ pub struct Detector {
     /// Breaching samples in a row within the current incident.
     breaches: u32,
     state: State,
+    /// [`Accumulate::Ewma`]: the scaled EWMA in slot 0. [`Accumulate::Cusum`]:
+    /// the scaled upper and lower sums. NaN in slot 0 until the first
+    /// verdict. f32 is plenty for a statistic compared with a threshold of a
+    /// few units, and keeps the detector small.
+    accumulator: [f32; 2],
 }
+
+const NO_ACCUMULATOR: [f32; 2] = [f32::NAN, 0.0];
 
 impl Detector {
     /// A detector with an empty baseline, learning since `now_ms`.
@@ -204,6 +244,7 @@ impl Detector {
             incident_ms: now_ms,
             breaches: 0,
             state: State::Learning,
+            accumulator: NO_ACCUMULATOR,
         }
     }
 
@@ -219,10 +260,19 @@ impl Detector {
         if !value.is_finite() {
             return Err(SkipReason::NotFinite);
         }
-        let eval = self.evaluate(params, value);
-        let mut to = self.step(params, eval.badness, at_ms);
+        let mut eval = self.evaluate(params, value);
+        let evidence = self.accumulate(params, eval.zscore);
+        eval.evidence = evidence.map(|(signed, _)| signed);
+        // The state machine follows the worse of the two; the baseline
+        // admits by the sample's own badness, as the design says.
+        let level = match (eval.badness, evidence) {
+            (Some(b), Some((_, e))) => Some(b.max(e)),
+            (b, _) => b,
+        };
+        let mut to = self.step(params, level, at_ms);
         if self.relearn_due(params, to, at_ms) {
             self.baseline.clear();
+            self.accumulator = NO_ACCUMULATOR;
             to = State::Learning;
         }
         let transition = self.enter(to, at_ms);
@@ -242,6 +292,7 @@ impl Detector {
     /// The ring keeps its allocation, since the series will refill it.
     pub fn reset_baseline(&mut self, _params: &DetectorParams, now_ms: i64) -> Option<Transition> {
         self.baseline.clear();
+        self.accumulator = NO_ACCUMULATOR;
         // The last verdict was against the baseline just forgotten: keep the
         // value, drop what no longer describes the series.
         self.last = LastSample {
@@ -276,6 +327,7 @@ impl Detector {
             breaches: self.breaches,
             last: self.last(),
             baseline: self.baseline.iter().collect(),
+            accumulator: self.accumulator,
         }
     }
 
@@ -298,6 +350,7 @@ impl Detector {
             incident_ms: saved.incident_ms,
             breaches: saved.breaches,
             state: saved.state,
+            accumulator: saved.accumulator,
         }
     }
 
@@ -312,7 +365,14 @@ impl Detector {
 
     /// The latest evaluated sample, `None` before the first one.
     pub fn last(&self) -> Option<Evaluation> {
-        self.last.evaluation()
+        let mut eval = self.last.evaluation()?;
+        let [a, b] = self.accumulator;
+        if eval.zscore.is_some() && !a.is_nan() {
+            // Only a CUSUM uses slot 1; an EWMA keeps it at zero.
+            let signed = if a >= b { a } else { -b };
+            eval.evidence = Some(f64::from(signed));
+        }
+        Some(eval)
     }
 
     /// How many samples the baseline holds now.
@@ -338,6 +398,7 @@ impl Detector {
                 mean: None,
                 stddev: None,
                 window_samples,
+                evidence: None,
             };
         };
         let stddev = effective_stddev(params, mean, raw_stddev);
@@ -350,7 +411,40 @@ impl Detector {
             mean: Some(mean),
             stddev: Some(stddev),
             window_samples,
+            evidence: None,
         }
+    }
+
+    /// Feeds a verdict's z-score to the accumulator: the statistic signed
+    /// like z, and its badness. `None` while learning or when off.
+    fn accumulate(&mut self, params: &DetectorParams, z: Option<f64>) -> Option<(f64, f64)> {
+        let z = z?;
+        let cap = params.threshold;
+        let z = z.clamp(-cap, cap);
+        let [a, b] = self.accumulator;
+        let (a, b) = if a.is_nan() { (0.0, 0.0) } else { (f64::from(a), f64::from(b)) };
+        let (signed, badness, state) = match params.accumulate {
+            Accumulate::Off => return None,
+            Accumulate::Ewma { lambda } => {
+                let spread = (lambda / (2.0 - lambda)).sqrt();
+                let e = (1.0 - lambda) * a + lambda * z / spread;
+                (e, badness(params.direction, e), [e, 0.0])
+            }
+            Accumulate::Cusum { k, h } => {
+                let scale = cap / h;
+                let up = (a + (z - k) * scale).clamp(0.0, 2.0 * cap);
+                let down = (b + (-z - k) * scale).clamp(0.0, 2.0 * cap);
+                let signed = if up >= down { up } else { -down };
+                let worse = match params.direction {
+                    Direction::LowerIsWorse => down,
+                    Direction::HigherIsWorse => up,
+                    Direction::Both => up.max(down),
+                };
+                (signed, worse, [up, down])
+            }
+        };
+        self.accumulator = state.map(|x| x as f32);
+        Some((signed, badness))
     }
 
     /// The state this sample leads to, keeping the incident's bookkeeping.
@@ -370,8 +464,19 @@ impl Detector {
                 self.pending_outcome(params, at_ms)
             }
             State::Learning | State::Ok | State::Pending => State::Ok,
-            State::Degraded if badness <= params.recover_threshold => State::Ok,
-            State::Degraded => State::Degraded,
+            State::Degraded if badness <= params.recover_threshold => {
+                // While degraded, `breaches` counts the calm samples in a row.
+                self.breaches = self.breaches.saturating_add(1);
+                if self.breaches >= params.recover_consecutive.max(1) {
+                    State::Ok
+                } else {
+                    State::Degraded
+                }
+            }
+            State::Degraded => {
+                self.breaches = 0;
+                State::Degraded
+            }
         }
     }
 
@@ -402,7 +507,8 @@ impl Detector {
         }
         let from = std::mem::replace(&mut self.state, to);
         self.since_ms = at_ms;
-        if !matches!(to, State::Pending | State::Degraded) {
+        // Pending counts breaches; degraded counts calm samples afresh.
+        if to != State::Pending {
             self.breaches = 0;
         }
         Some(Transition { from, to, at_ms })
@@ -500,6 +606,7 @@ impl LastSample {
             mean: unpack(self.mean),
             stddev: unpack(self.stddev),
             window_samples: self.window_samples as usize,
+            evidence: None,
         })
     }
 }
@@ -678,10 +785,12 @@ mod tests {
             for_duration: Duration::ZERO,
             consecutive: None,
             recover_threshold: 1.5,
+            recover_consecutive: 1,
             direction: Direction::Both,
             relearn_after: None,
             min_stddev: 0.0,
             min_relative_stddev: 0.0,
+            accumulate: Accumulate::Off,
         }
     }
 

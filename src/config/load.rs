@@ -13,7 +13,9 @@ use super::{
     AlertingConfig, AlertmanagerConfig, BasicAuth, Config, GlobalConfig, PromqlConfig,
     ScrapeConfig, SourceConfig, SourceKind, SourceLimits, WatchConfig, WebhookConfig, WebhookEvent,
 };
-use crate::detector::{DEFAULT_MIN_RELATIVE_STDDEV, DEFAULT_MIN_STDDEV, DetectorParams, Direction};
+use crate::detector::{
+    Accumulate, DEFAULT_MIN_RELATIVE_STDDEV, DEFAULT_MIN_STDDEV, DetectorParams, Direction,
+};
 
 /// Defaults of the keys a file may leave out.
 pub mod defaults {
@@ -625,10 +627,12 @@ impl Checker<'_> {
             for_duration: value(&layer.for_duration, Duration::ZERO),
             consecutive: layer.consecutive.as_ref().map(|l| l.value),
             recover_threshold,
+            recover_consecutive: 1,
             direction: value(&layer.direction, Direction::Both),
             relearn_after: (!relearn_after.is_zero()).then_some(relearn_after),
             min_stddev: value(&layer.min_stddev, DEFAULT_MIN_STDDEV),
             min_relative_stddev: value(&layer.min_relative_stddev, DEFAULT_MIN_RELATIVE_STDDEV),
+            accumulate: Accumulate::Off,
         })
     }
 
