@@ -133,7 +133,13 @@ fn set(p: &mut DetectorParams, key: &str, v: &str) {
         }
         "min_stddev" => p.min_stddev = f(v),
         "rel_floor" => p.min_relative_stddev = f(v),
-        "ewma" => p.accumulate = Accumulate::Ewma { lambda: f(v) },
+        "ewma" => {
+            let (lambda, limit) = v.split_once('/').expect("lambda/limit");
+            p.accumulate = Accumulate::Ewma {
+                lambda: f(lambda),
+                limit: f(limit),
+            };
+        }
         "cusum" => {
             let (k, h) = v.split_once('/').expect("k/h");
             p.accumulate = Accumulate::Cusum { k: f(k), h: f(h) };

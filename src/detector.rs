@@ -53,21 +53,24 @@ pub struct DetectorParams {
 /// ±threshold: an outlier is the plain z-score's to catch, and one must not
 /// hold the accumulated statistic up long after it has passed.
 ///
-/// Either statistic is scaled so that it compares with `threshold` and
-/// `recover_threshold` as a z-score does. A sample breaches when its own
-/// badness or the statistic's badness reaches the threshold; a degraded
-/// series recovers when both are at or below `recover_threshold`.
+/// A sample breaches when its own badness reaches `threshold` or the
+/// statistic's badness reaches its own limit. The statistic's badness is
+/// scaled by `threshold / limit` before the state machine sees it, so a
+/// degraded series recovers when both are at or below `recover_threshold`
+/// on their own scales. Whether a sample enters the baseline still depends
+/// on its own badness only, as the design states.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Accumulate {
     /// Each sample on its own: a plain rolling z-score.
     Off,
-    /// The z-score of an exponentially weighted moving average of the
-    /// z-scores, `e ← (1 − λ)·e + λ·z`, divided by its in-control standard
-    /// deviation `√(λ / (2 − λ))`.
-    Ewma { lambda: f64 },
-    /// A two-sided tabular CUSUM of the z-scores with slack `k` and
-    /// decision interval `h`, scaled by `threshold / h` and capped at twice
-    /// the threshold so that it drains within a bounded number of samples.
+    /// The exponentially weighted moving average of the z-scores,
+    /// `e ← (1 − λ)·e + λ·z`, divided by its in-control standard deviation
+    /// `√(λ / (2 − λ))`, so that it is itself a z-score; it breaches at
+    /// `limit`.
+    Ewma { lambda: f64, limit: f64 },
+    /// A two-sided tabular CUSUM of the z-scores with slack `k`, breaching
+    /// at the decision interval `h` and capped at `2h`, so that it drains
+    /// within a bounded number of samples after a long incident.
     Cusum { k: f64, h: f64 },
 }
 
@@ -105,6 +108,7 @@ pub const DEFAULT_MIN_RELATIVE_STDDEV: f64 = 1e-4;
 /// detector cannot know a metric's unit; the relative floor covers flat
 /// metrics away from zero.
 pub const DEFAULT_MIN_STDDEV: f64 = 0.0;
+
 
 /// The smallest ring allocated while a baseline fills, so that a series that
 /// sends a handful of samples and goes stale never holds a full window.
@@ -416,35 +420,39 @@ impl Detector {
     }
 
     /// Feeds a verdict's z-score to the accumulator: the statistic signed
-    /// like z, and its badness. `None` while learning or when off.
+    /// like z, and its badness scaled so that its own limit maps onto
+    /// `threshold`. `None` while learning or when off.
     fn accumulate(&mut self, params: &DetectorParams, z: Option<f64>) -> Option<(f64, f64)> {
         let z = z?;
         let cap = params.threshold;
         let z = z.clamp(-cap, cap);
         let [a, b] = self.accumulator;
-        let (a, b) = if a.is_nan() { (0.0, 0.0) } else { (f64::from(a), f64::from(b)) };
-        let (signed, badness, state) = match params.accumulate {
+        let (a, b) = if a.is_nan() {
+            (0.0, 0.0)
+        } else {
+            (f64::from(a), f64::from(b))
+        };
+        let (signed, worse, limit, state) = match params.accumulate {
             Accumulate::Off => return None,
-            Accumulate::Ewma { lambda } => {
+            Accumulate::Ewma { lambda, limit } => {
                 let spread = (lambda / (2.0 - lambda)).sqrt();
                 let e = (1.0 - lambda) * a + lambda * z / spread;
-                (e, badness(params.direction, e), [e, 0.0])
+                (e, badness(params.direction, e), limit, [e, 0.0])
             }
             Accumulate::Cusum { k, h } => {
-                let scale = cap / h;
-                let up = (a + (z - k) * scale).clamp(0.0, 2.0 * cap);
-                let down = (b + (-z - k) * scale).clamp(0.0, 2.0 * cap);
+                let up = (a + z - k).clamp(0.0, 2.0 * h);
+                let down = (b - z - k).clamp(0.0, 2.0 * h);
                 let signed = if up >= down { up } else { -down };
                 let worse = match params.direction {
                     Direction::LowerIsWorse => down,
                     Direction::HigherIsWorse => up,
                     Direction::Both => up.max(down),
                 };
-                (signed, worse, [up, down])
+                (signed, worse, h, [up, down])
             }
         };
         self.accumulator = state.map(|x| x as f32);
-        Some((signed, badness))
+        Some((signed, worse * params.threshold / limit))
     }
 
     /// The state this sample leads to, keeping the incident's bookkeeping.
