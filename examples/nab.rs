@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use driftwatch::detector::{Detector, DetectorParams, State};
+use driftwatch::detector::{Accumulate, Detector, DetectorParams, State};
 use driftwatch::evaluate::{self, Labelled, PROFILES};
 use driftwatch::replay::{self, input::CsvSamples};
 
@@ -72,23 +72,69 @@ fn variants() -> Vec<(&'static str, DetectorParams)> {
         f(&mut p);
         p
     };
+    let ewma = |lambda, limit| Accumulate::Ewma { lambda, limit };
+    let cusum = |k, h| Accumulate::Cusum { k, h };
+    // The defaults before this evaluation: a plain z-score at 3 that
+    // recovered at the first calm sample and relearned after 6 hours.
+    let before = with(&|p| {
+        p.threshold = 3.0;
+        p.recover_consecutive = 1;
+        p.relearn_after = hours(6);
+        p.accumulate = Accumulate::Off;
+    });
     let mut v = vec![
         ("shipped", base.clone()),
+        ("previous defaults", before.clone()),
+        ("previous, threshold 5", DetectorParams { threshold: 5.0, ..before.clone() }),
+        ("previous, recover_consecutive 144", DetectorParams { recover_consecutive: 144, ..before }),
         ("window 50", with(&|p| p.window = 50)),
         ("window 200", with(&|p| p.window = 200)),
         ("window 400", with(&|p| p.window = 400)),
+        ("min_samples 50", with(&|p| p.min_samples = 50)),
         ("threshold 4", with(&|p| p.threshold = 4.0)),
-        ("threshold 5", with(&|p| p.threshold = 5.0)),
-        ("consecutive 2", with(&|p| p.consecutive = Some(2))),
+        ("threshold 6", with(&|p| p.threshold = 6.0)),
+        ("for 2 samples (consecutive 2)", with(&|p| p.consecutive = Some(2))),
         ("consecutive 3", with(&|p| p.consecutive = Some(3))),
-        ("recover 0.5", with(&|p| p.recover_threshold = 0.5)),
-        ("recover 2.5", with(&|p| p.recover_threshold = 2.5)),
+        ("recover_threshold 0.5", with(&|p| p.recover_threshold = 0.5)),
+        ("recover_threshold 2.5", with(&|p| p.recover_threshold = 2.5)),
+        ("recover_consecutive 1", with(&|p| p.recover_consecutive = 1)),
+        ("recover_consecutive 12", with(&|p| p.recover_consecutive = 12)),
+        ("recover_consecutive 48", with(&|p| p.recover_consecutive = 48)),
+        ("recover_consecutive 288", with(&|p| p.recover_consecutive = 288)),
         ("relearn never", with(&|p| p.relearn_after = None)),
         ("relearn 1h", with(&|p| p.relearn_after = hours(1))),
-        ("relearn 24h", with(&|p| p.relearn_after = hours(24))),
+        ("relearn 6h", with(&|p| p.relearn_after = hours(6))),
+        ("relearn 12h", with(&|p| p.relearn_after = hours(12))),
+        ("relearn 18h", with(&|p| p.relearn_after = hours(18))),
+        ("relearn 36h", with(&|p| p.relearn_after = hours(36))),
+        ("relearn 48h", with(&|p| p.relearn_after = hours(48))),
         ("relearn 7d", with(&|p| p.relearn_after = hours(7 * 24))),
         ("rel. floor 0", with(&|p| p.min_relative_stddev = 0.0)),
         ("rel. floor 1e-2", with(&|p| p.min_relative_stddev = 1e-2)),
+        ("rel. floor 5e-2", with(&|p| p.min_relative_stddev = 5e-2)),
+        ("abs. floor 1e-3", with(&|p| p.min_stddev = 1e-3)),
+        ("accumulate none", with(&|p| p.accumulate = Accumulate::Off)),
+        ("ewma λ 0.05, limit 4.5", with(&|p| p.accumulate = ewma(0.05, 4.5))),
+        ("ewma λ 0.1, limit 4.5", with(&|p| p.accumulate = ewma(0.1, 4.5))),
+        ("ewma λ 0.2, limit 4.5", with(&|p| p.accumulate = ewma(0.2, 4.5))),
+        ("ewma λ 0.3, limit 4.5", with(&|p| p.accumulate = ewma(0.3, 4.5))),
+        ("ewma λ 0.15, limit 4", with(&|p| p.accumulate = ewma(0.15, 4.0))),
+        ("ewma λ 0.15, limit 5", with(&|p| p.accumulate = ewma(0.15, 5.0))),
+        ("cusum k 0.5, h 5", with(&|p| p.accumulate = cusum(0.5, 5.0))),
+        ("cusum k 0.5, h 8", with(&|p| p.accumulate = cusum(0.5, 8.0))),
+        ("cusum k 1, h 4", with(&|p| p.accumulate = cusum(1.0, 4.0))),
+        ("cusum k 1, h 6", with(&|p| p.accumulate = cusum(1.0, 6.0))),
+        ("cusum k 1, h 7", with(&|p| p.accumulate = cusum(1.0, 7.0))),
+        ("cusum k 1, h 8", with(&|p| p.accumulate = cusum(1.0, 8.0))),
+        ("cusum k 1.5, h 4", with(&|p| p.accumulate = cusum(1.5, 4.0))),
+        ("cusum k 1, h 7, relearn 12h", with(&|p| {
+            p.accumulate = cusum(1.0, 7.0);
+            p.relearn_after = hours(12);
+        })),
+        ("accumulate none, threshold 3.5", with(&|p| {
+            p.accumulate = Accumulate::Off;
+            p.threshold = 3.5;
+        })),
     ];
     v.extend(grid(&base));
     v
@@ -119,7 +165,6 @@ fn grid(base: &DetectorParams) -> Vec<(&'static str, DetectorParams)> {
 }
 
 fn set(p: &mut DetectorParams, key: &str, v: &str) {
-    use driftwatch::detector::Accumulate;
     let f = |v: &str| v.parse::<f64>().expect("a number");
     match key {
         "window" => p.window = v.parse().unwrap(),

@@ -227,13 +227,17 @@ pub struct Detector {
     breaches: u32,
     state: State,
     /// [`Accumulate::Ewma`]: the scaled EWMA in slot 0. [`Accumulate::Cusum`]:
-    /// the scaled upper and lower sums. NaN in slot 0 until the first
-    /// verdict. f32 is plenty for a statistic compared with a threshold of a
+    /// the upper and lower sums. Infinity in slot 0 (which no statistic
+    /// reaches: z is clipped) until the first verdict; not NaN, so that a
+    /// saved detector compares equal to its restored copy. f32 is plenty for a statistic compared with a threshold of a
     /// few units, and keeps the detector small.
     accumulator: [f32; 2],
 }
 
-const NO_ACCUMULATOR: [f32; 2] = [f32::NAN, 0.0];
+const NO_ACCUMULATOR: [f32; 2] = [f32::INFINITY, 0.0];
+/// Slot 1 of an EWMA's accumulator, which a CUSUM's lower sum (never
+/// negative) cannot hold.
+const EWMA_MARK: f32 = -1.0;
 
 impl Detector {
     /// A detector with an empty baseline, learning since `now_ms`.
@@ -371,9 +375,8 @@ impl Detector {
     pub fn last(&self) -> Option<Evaluation> {
         let mut eval = self.last.evaluation()?;
         let [a, b] = self.accumulator;
-        if eval.zscore.is_some() && !a.is_nan() {
-            // Only a CUSUM uses slot 1; an EWMA keeps it at zero.
-            let signed = if a >= b { a } else { -b };
+        if eval.zscore.is_some() && a.is_finite() {
+            let signed = if b == EWMA_MARK || a >= b { a } else { -b };
             eval.evidence = Some(f64::from(signed));
         }
         Some(eval)
@@ -427,7 +430,7 @@ impl Detector {
         let cap = params.threshold;
         let z = z.clamp(-cap, cap);
         let [a, b] = self.accumulator;
-        let (a, b) = if a.is_nan() {
+        let (a, b) = if a.is_infinite() {
             (0.0, 0.0)
         } else {
             (f64::from(a), f64::from(b))
@@ -437,7 +440,7 @@ impl Detector {
             Accumulate::Ewma { lambda, limit } => {
                 let spread = (lambda / (2.0 - lambda)).sqrt();
                 let e = (1.0 - lambda) * a + lambda * z / spread;
-                (e, badness(params.direction, e), limit, [e, 0.0])
+                (e, badness(params.direction, e), limit, [e, f64::from(EWMA_MARK)])
             }
             Accumulate::Cusum { k, h } => {
                 let up = (a + z - k).clamp(0.0, 2.0 * h);
@@ -1201,16 +1204,133 @@ mod tests {
 
     #[test]
     fn a_restored_detector_carries_on_as_the_saved_one() {
-        let p = params();
-        let mut original = learned(&p);
-        original.observe(&p, 0.0, 10 * SEC).unwrap();
-        assert_eq!(original.state(), State::Degraded);
-        let mut restored = Detector::restore(&p, &original.save());
-        assert_eq!(restored.save(), original.save());
-        for (i, x) in [0.5, 9.0, 10.5, 11.0].into_iter().enumerate() {
-            let at = (11 + i as i64) * SEC;
-            assert_eq!(restored.observe(&p, x, at), original.observe(&p, x, at));
+        let ewma = Accumulate::Ewma {
+            lambda: 0.2,
+            limit: 3.0,
+        };
+        for accumulate in [Accumulate::Off, ewma] {
+            let p = DetectorParams {
+                accumulate,
+                ..params()
+            };
+            let mut original = learned(&p);
+            original.observe(&p, 0.0, 10 * SEC).unwrap();
+            assert_eq!(original.state(), State::Degraded);
+            let mut restored = Detector::restore(&p, &original.save());
+            assert_eq!(restored.save(), original.save());
+            for (i, x) in [0.5, 9.0, 10.5, 11.0].into_iter().enumerate() {
+                let at = (11 + i as i64) * SEC;
+                assert_eq!(restored.observe(&p, x, at), original.observe(&p, x, at));
+                assert_eq!(restored.last(), original.last());
+            }
         }
+    }
+
+    /// Window 100 of alternating 9 and 11, then a lasting drop to 8: each
+    /// sample's z is only −2.
+    fn lasting_small_drop(p: &DetectorParams) -> Detector {
+        let mut d = Detector::new(p, 0);
+        for i in 0..100 {
+            feed(&mut d, p, if i % 2 == 0 { 9.0 } else { 11.0 }, i * SEC);
+        }
+        for i in 100..130 {
+            feed(&mut d, p, 8.0, i * SEC);
+        }
+        d
+    }
+
+    fn wide() -> DetectorParams {
+        DetectorParams {
+            window: 100,
+            min_samples: 20,
+            threshold: 5.0,
+            ..params()
+        }
+    }
+
+    #[test]
+    fn plain_zscore_lets_a_small_lasting_drop_into_the_baseline() {
+        let d = lasting_small_drop(&wide());
+        assert_eq!(d.state(), State::Ok);
+        assert!(d.last().unwrap().mean.unwrap() < 9.8);
+        assert_eq!(d.last().unwrap().evidence, None);
+    }
+
+    #[test]
+    fn ewma_catches_a_small_lasting_drop() {
+        let p = DetectorParams {
+            accumulate: Accumulate::Ewma {
+                lambda: 0.15,
+                limit: 4.5,
+            },
+            ..wide()
+        };
+        let d = lasting_small_drop(&p);
+        assert_eq!(d.state(), State::Degraded);
+        // Caught before the drop could move the baseline much.
+        assert!(d.last().unwrap().mean.unwrap() > 9.7);
+        assert!(d.last().unwrap().evidence.unwrap() < -4.5);
+    }
+
+    #[test]
+    fn cusum_catches_a_small_lasting_drop() {
+        let p = DetectorParams {
+            accumulate: Accumulate::Cusum { k: 1.0, h: 6.0 },
+            ..wide()
+        };
+        let d = lasting_small_drop(&p);
+        assert_eq!(d.state(), State::Degraded);
+        // The lower sum, capped at 2h, shown negative like the drop.
+        assert_eq!(d.last().unwrap().evidence, Some(-12.0));
+    }
+
+    #[test]
+    fn one_outlier_does_not_hold_the_accumulated_statistic_up() {
+        let p = DetectorParams {
+            accumulate: Accumulate::Ewma {
+                lambda: 0.15,
+                limit: 4.5,
+            },
+            recover_consecutive: 1,
+            ..wide()
+        };
+        let mut d = Detector::new(&p, 0);
+        for i in 0..100 {
+            feed(&mut d, &p, if i % 2 == 0 { 9.0 } else { 11.0 }, i * SEC);
+        }
+        feed(&mut d, &p, 1e9, 100 * SEC);
+        assert_eq!(d.state(), State::Degraded);
+        // z was clipped to the threshold before it entered the EWMA: one
+        // step of λ·5/√(λ/(2−λ)) ≈ 2.6 on top of the ±0.4 the alternating
+        // baseline leaves, not the 10⁸ a raw z would have made it.
+        let evidence = d.last().unwrap().evidence.unwrap();
+        assert!((2.0..3.1).contains(&evidence), "{evidence}");
+        // So it drains within a few normal samples, as from any z of 5.
+        for i in 1..=5 {
+            feed(&mut d, &p, 10.0, (100 + i) * SEC);
+        }
+        assert_eq!(d.state(), State::Ok);
+    }
+
+    #[test]
+    fn recovery_waits_for_recover_consecutive_calm_samples() {
+        let p = DetectorParams {
+            recover_consecutive: 3,
+            ..params()
+        };
+        let mut d = learned(&p);
+        feed(&mut d, &p, 14.0, 10 * SEC);
+        assert_eq!(feed(&mut d, &p, 10.0, 11 * SEC), None);
+        assert_eq!(feed(&mut d, &p, 10.0, 12 * SEC), None);
+        // A sample above recover_threshold starts the count again.
+        assert_eq!(feed(&mut d, &p, 12.0, 13 * SEC), None);
+        assert_eq!(feed(&mut d, &p, 10.0, 14 * SEC), None);
+        assert_eq!(feed(&mut d, &p, 10.0, 15 * SEC), None);
+        let t = feed(&mut d, &p, 10.0, 16 * SEC);
+        assert_eq!(t, moved(State::Degraded, State::Ok, 16 * SEC));
+        // The samples of the incident stayed out; the one that ended it entered.
+        assert_eq!(d.baseline().last(), Some(10.0));
+        assert_eq!(d.window_len(), 10);
     }
 
     #[test]
@@ -1341,7 +1461,7 @@ mod tests {
     #[test]
     fn detector_stays_small() {
         assert!(
-            size_of::<Detector>() <= 128,
+            size_of::<Detector>() <= 136,
             "{} bytes",
             size_of::<Detector>()
         );
@@ -1371,6 +1491,42 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn ewma_matches_a_naive_recursion(
+            values in prop::collection::vec(-1e3f64..1e3, 2..200),
+            lambda in 0.01f64..1.0,
+        ) {
+            // No breaches (the limits are far away), so every sample enters
+            // and z is never clipped: the EWMA is the textbook one.
+            let p = DetectorParams {
+                window: 30,
+                min_samples: 1,
+                threshold: 1e12,
+                min_stddev: 1e-3,
+                accumulate: Accumulate::Ewma { lambda, limit: 1e12 },
+                ..params()
+            };
+            let mut d = Detector::new(&p, 0);
+            let spread = (lambda / (2.0 - lambda)).sqrt();
+            let (mut e, mut largest) = (0.0f64, 0.0f64);
+            for (i, &x) in values.iter().enumerate() {
+                d.observe(&p, x, i as i64).unwrap();
+                if i == 0 {
+                    prop_assert_eq!(d.last().unwrap().evidence, None);
+                    continue;
+                }
+                let b = &values[i.saturating_sub(30)..i];
+                let (mean, stddev) = two_pass(b);
+                let z = (x - mean) / stddev.max(1e-3);
+                e = (1.0 - lambda) * e + lambda * z / spread;
+                // The state is kept in f32: its rounding is relative to the
+                // largest value it has held.
+                largest = largest.max(e.abs());
+                let got = d.last().unwrap().evidence.unwrap();
+                prop_assert!((got - e).abs() <= 1e-5 * (1.0 + largest), "{got} vs {e}");
+            }
+        }
+
         #[test]
         fn stats_match_a_two_pass_computation(
             values in prop::collection::vec(-1e3f64..1e3, 1..300),

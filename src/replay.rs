@@ -614,10 +614,15 @@ mod tests {
         (String::from_utf8(out).unwrap(), finished)
     }
 
+    /// A short window, and alerts that end at the first calm sample with no
+    /// accumulated statistic, so each test's samples are few and its
+    /// expected alerts plain.
     fn small() -> DetectorParams {
         DetectorParams {
             window: 10,
             min_samples: 5,
+            recover_consecutive: 1,
+            accumulate: crate::detector::Accumulate::Off,
             ..default_params()
         }
     }

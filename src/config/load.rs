@@ -1466,9 +1466,41 @@ sources:
         assert_eq!(watch.detector.direction, Direction::Both);
         assert_eq!(
             watch.detector.relearn_after,
-            Some(Duration::from_secs(6 * 3600))
+            Some(Duration::from_secs(24 * 3600))
+        );
+        assert_eq!(watch.detector.threshold, 5.0);
+        assert_eq!(watch.detector.recover_consecutive, 144);
+        assert_eq!(
+            watch.detector.accumulate,
+            Accumulate::Ewma {
+                lambda: 0.15,
+                limit: 4.5
+            }
         );
         assert!(config.alerting.is_none());
+    }
+
+    #[test]
+    fn each_watch_chooses_its_accumulated_statistic() {
+        let config = valid(
+            "detector: {accumulate: cusum, cusum_slack: 0.5, recover_consecutive: 3}\n\
+             sources:\n  - name: m\n    scrape: {url: 'http://h/metrics'}\n    watch:\n\
+             \x20     - {metric: a}\n      - {metric: b, accumulate: none}\n\
+             \x20     - {metric: c, accumulate: ewma, ewma_lambda: 0.3}\n",
+        );
+        let watches = &config.sources[0].watches;
+        let cusum = Accumulate::Cusum {
+            k: 0.5,
+            h: defaults::CUSUM_THRESHOLD,
+        };
+        assert_eq!(watches[0].detector.accumulate, cusum);
+        assert_eq!(watches[0].detector.recover_consecutive, 3);
+        assert_eq!(watches[1].detector.accumulate, Accumulate::Off);
+        let ewma = Accumulate::Ewma {
+            lambda: 0.3,
+            limit: defaults::EWMA_THRESHOLD,
+        };
+        assert_eq!(watches[2].detector.accumulate, ewma);
     }
 
     #[test]
@@ -1559,6 +1591,15 @@ sources:
                 "\"__x\" is not a valid label name",
             ),
             ("global: {body_size_limit: 10 MiB}", "is not a size"),
+            ("detector: {accumulate: sprt}", "unknown accumulate \"sprt\""),
+            ("detector: {ewma_lambda: 0}", "ewma_lambda must be above 0 and at most 1"),
+            ("detector: {ewma_lambda: 1.5}", "ewma_lambda must be above 0 and at most 1"),
+            ("detector: {cusum_threshold: 0}", "must be above 0"),
+            ("detector: {cusum_slack: -1}", "must not be negative"),
+            (
+                "detector: {recover_consecutive: 0}",
+                "recover_consecutive must be between 1 and 4294967295",
+            ),
             ("alerting: {}", "alerting needs at least one Alertmanager"),
             (
                 "webhooks: [{name: r, url: 'ftp://x', events: [fired]}]",
