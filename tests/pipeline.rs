@@ -105,7 +105,7 @@ async fn exported_zscore_and_baseline_match_the_definition() {
 /// in-control standard deviation. No sample here breaches, so each one
 /// entered the baseline.
 fn ewma_zscore(values: &[f64], window: usize, min_samples: usize) -> f64 {
-    let lambda = 0.15;
+    let lambda: f64 = 0.15;
     let spread = (lambda / (2.0 - lambda)).sqrt();
     let mut e = 0.0;
     for i in min_samples..values.len() {
