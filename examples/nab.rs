@@ -50,7 +50,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     if only.is_none() || only.as_deref() == Some("reference") {
-        println!("| {} | — |", windowed_gaussian_row(&corpus));
+        println!("| {} | — | — | — | — |", windowed_gaussian_row(&corpus));
     }
     for (name, params) in variants() {
         let in_grid = only.as_deref() == Some("grid") && name.starts_with(' ');
@@ -88,22 +88,55 @@ fn variants() -> Vec<(&'static str, DetectorParams)> {
     let mut v = vec![
         ("shipped", base.clone()),
         ("previous defaults", before.clone()),
-        ("previous, threshold 5", DetectorParams { threshold: 5.0, ..before.clone() }),
-        ("previous, recover_consecutive 144", DetectorParams { recover_consecutive: 144, ..before }),
+        (
+            "previous, threshold 5",
+            DetectorParams {
+                threshold: 5.0,
+                ..before.clone()
+            },
+        ),
+        (
+            "previous, recover_consecutive 144",
+            DetectorParams {
+                recover_consecutive: 144,
+                ..before
+            },
+        ),
         ("window 50", with(&|p| p.window = 50)),
         ("window 200", with(&|p| p.window = 200)),
         ("window 400", with(&|p| p.window = 400)),
         ("min_samples 50", with(&|p| p.min_samples = 50)),
         ("threshold 4", with(&|p| p.threshold = 4.0)),
         ("threshold 6", with(&|p| p.threshold = 6.0)),
-        ("for 2 samples (consecutive 2)", with(&|p| p.consecutive = Some(2))),
+        (
+            "for 2 samples (consecutive 2)",
+            with(&|p| p.consecutive = Some(2)),
+        ),
         ("consecutive 3", with(&|p| p.consecutive = Some(3))),
-        ("recover_threshold 0.5", with(&|p| p.recover_threshold = 0.5)),
-        ("recover_threshold 2.5", with(&|p| p.recover_threshold = 2.5)),
-        ("recover_consecutive 1", with(&|p| p.recover_consecutive = 1)),
-        ("recover_consecutive 12", with(&|p| p.recover_consecutive = 12)),
-        ("recover_consecutive 48", with(&|p| p.recover_consecutive = 48)),
-        ("recover_consecutive 288", with(&|p| p.recover_consecutive = 288)),
+        (
+            "recover_threshold 0.5",
+            with(&|p| p.recover_threshold = 0.5),
+        ),
+        (
+            "recover_threshold 2.5",
+            with(&|p| p.recover_threshold = 2.5),
+        ),
+        (
+            "recover_consecutive 1",
+            with(&|p| p.recover_consecutive = 1),
+        ),
+        (
+            "recover_consecutive 12",
+            with(&|p| p.recover_consecutive = 12),
+        ),
+        (
+            "recover_consecutive 48",
+            with(&|p| p.recover_consecutive = 48),
+        ),
+        (
+            "recover_consecutive 288",
+            with(&|p| p.recover_consecutive = 288),
+        ),
         ("relearn never", with(&|p| p.relearn_after = None)),
         ("relearn 1h", with(&|p| p.relearn_after = hours(1))),
         ("relearn 6h", with(&|p| p.relearn_after = hours(6))),
@@ -117,27 +150,60 @@ fn variants() -> Vec<(&'static str, DetectorParams)> {
         ("rel. floor 5e-2", with(&|p| p.min_relative_stddev = 5e-2)),
         ("abs. floor 1e-3", with(&|p| p.min_stddev = 1e-3)),
         ("accumulate none", with(&|p| p.accumulate = Accumulate::Off)),
-        ("ewma λ 0.05, limit 4.5", with(&|p| p.accumulate = ewma(0.05, 4.5))),
-        ("ewma λ 0.1, limit 4.5", with(&|p| p.accumulate = ewma(0.1, 4.5))),
-        ("ewma λ 0.2, limit 4.5", with(&|p| p.accumulate = ewma(0.2, 4.5))),
-        ("ewma λ 0.3, limit 4.5", with(&|p| p.accumulate = ewma(0.3, 4.5))),
-        ("ewma λ 0.15, limit 4", with(&|p| p.accumulate = ewma(0.15, 4.0))),
-        ("ewma λ 0.15, limit 5", with(&|p| p.accumulate = ewma(0.15, 5.0))),
-        ("cusum k 0.5, h 5", with(&|p| p.accumulate = cusum(0.5, 5.0))),
-        ("cusum k 0.5, h 8", with(&|p| p.accumulate = cusum(0.5, 8.0))),
+        (
+            "ewma λ 0.05, limit 4.5",
+            with(&|p| p.accumulate = ewma(0.05, 4.5)),
+        ),
+        (
+            "ewma λ 0.1, limit 4.5",
+            with(&|p| p.accumulate = ewma(0.1, 4.5)),
+        ),
+        (
+            "ewma λ 0.2, limit 4.5",
+            with(&|p| p.accumulate = ewma(0.2, 4.5)),
+        ),
+        (
+            "ewma λ 0.3, limit 4.5",
+            with(&|p| p.accumulate = ewma(0.3, 4.5)),
+        ),
+        (
+            "ewma λ 0.15, limit 4",
+            with(&|p| p.accumulate = ewma(0.15, 4.0)),
+        ),
+        (
+            "ewma λ 0.15, limit 5",
+            with(&|p| p.accumulate = ewma(0.15, 5.0)),
+        ),
+        (
+            "cusum k 0.5, h 5",
+            with(&|p| p.accumulate = cusum(0.5, 5.0)),
+        ),
+        (
+            "cusum k 0.5, h 8",
+            with(&|p| p.accumulate = cusum(0.5, 8.0)),
+        ),
         ("cusum k 1, h 4", with(&|p| p.accumulate = cusum(1.0, 4.0))),
         ("cusum k 1, h 6", with(&|p| p.accumulate = cusum(1.0, 6.0))),
         ("cusum k 1, h 7", with(&|p| p.accumulate = cusum(1.0, 7.0))),
         ("cusum k 1, h 8", with(&|p| p.accumulate = cusum(1.0, 8.0))),
-        ("cusum k 1.5, h 4", with(&|p| p.accumulate = cusum(1.5, 4.0))),
-        ("cusum k 1, h 7, relearn 12h", with(&|p| {
-            p.accumulate = cusum(1.0, 7.0);
-            p.relearn_after = hours(12);
-        })),
-        ("accumulate none, threshold 3.5", with(&|p| {
-            p.accumulate = Accumulate::Off;
-            p.threshold = 3.5;
-        })),
+        (
+            "cusum k 1.5, h 4",
+            with(&|p| p.accumulate = cusum(1.5, 4.0)),
+        ),
+        (
+            "cusum k 1, h 7, relearn 12h",
+            with(&|p| {
+                p.accumulate = cusum(1.0, 7.0);
+                p.relearn_after = hours(12);
+            }),
+        ),
+        (
+            "accumulate none, threshold 3.5",
+            with(&|p| {
+                p.accumulate = Accumulate::Off;
+                p.threshold = 3.5;
+            }),
+        ),
     ];
     v.extend(grid(&base));
     v
@@ -176,9 +242,7 @@ fn set(p: &mut DetectorParams, key: &str, v: &str) {
         "recover" => p.recover_threshold = f(v),
         "recover_n" => p.recover_consecutive = v.parse().unwrap(),
         "consecutive" => p.consecutive = (v != "0").then(|| v.parse().unwrap()),
-        "relearn_h" => {
-            p.relearn_after = (v != "0").then(|| Duration::from_secs_f64(f(v) * 3600.0))
-        }
+        "relearn_h" => p.relearn_after = (v != "0").then(|| Duration::from_secs_f64(f(v) * 3600.0)),
         "min_stddev" => p.min_stddev = f(v),
         "rel_floor" => p.min_relative_stddev = f(v),
         "ewma" => {
@@ -356,8 +420,7 @@ fn erfc(x: f64) -> f64 {
                     + t * (-0.186_288_06
                         + t * (0.278_868_07
                             + t * (-1.135_203_98
-                                + t * (1.488_515_87
-                                    + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let r = t * poly.exp();
     if x >= 0.0 { r } else { 2.0 - r }
 }

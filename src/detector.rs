@@ -109,7 +109,6 @@ pub const DEFAULT_MIN_RELATIVE_STDDEV: f64 = 1e-4;
 /// metrics away from zero.
 pub const DEFAULT_MIN_STDDEV: f64 = 0.0;
 
-
 /// The smallest ring allocated while a baseline fills, so that a series that
 /// sends a handful of samples and goes stale never holds a full window.
 const MIN_RING: usize = 16;
@@ -440,7 +439,12 @@ impl Detector {
             Accumulate::Ewma { lambda, limit } => {
                 let spread = (lambda / (2.0 - lambda)).sqrt();
                 let e = (1.0 - lambda) * a + lambda * z / spread;
-                (e, badness(params.direction, e), limit, [e, f64::from(EWMA_MARK)])
+                (
+                    e,
+                    badness(params.direction, e),
+                    limit,
+                    [e, f64::from(EWMA_MARK)],
+                )
             }
             Accumulate::Cusum { k, h } => {
                 let up = (a + z - k).clamp(0.0, 2.0 * h);

@@ -710,7 +710,9 @@ mod tests {
             });
             let got = (!fields[2].is_empty()).then(|| fields[2].parse::<f64>().unwrap());
             match (got, want) {
-                (Some(g), Some(w)) => assert!((g - w).abs() <= 1e-9 * (1.0 + w.abs()), "{line}: {w}"),
+                (Some(g), Some(w)) => {
+                    assert!((g - w).abs() <= 1e-9 * (1.0 + w.abs()), "{line}: {w}")
+                }
                 (g, w) => assert_eq!(g, w, "{line}"),
             }
             let badness = want.map(|z| z.abs());
@@ -745,7 +747,10 @@ mod tests {
         assert_eq!(parse_timestamp("1970-01-01T00:00:01Z"), Some(1000));
         assert_eq!(parse_timestamp("1970-01-01 00:00:01.250000"), Some(1250));
         assert_eq!(parse_timestamp("1970-01-01T01:00:00+01:00"), Some(0));
-        assert_eq!(parse_timestamp("1970-01-01T00:00:00-01:00"), Some(3_600_000));
+        assert_eq!(
+            parse_timestamp("1970-01-01T00:00:00-01:00"),
+            Some(3_600_000)
+        );
         assert_eq!(parse_timestamp("soon"), None);
         assert_eq!(format_ms(1500), "1970-01-01T00:00:01.500Z");
     }

@@ -95,7 +95,10 @@ async fn exported_zscore_and_baseline_match_the_definition() {
     assert_eq!(got("driftwatch_series_degraded"), 0.0);
     let evidence = got("driftwatch_series_evidence");
     let want = ewma_zscore(&values, 20, 10);
-    assert!((evidence - want).abs() < 1e-5, "evidence {evidence} != {want}");
+    assert!(
+        (evidence - want).abs() < 1e-5,
+        "evidence {evidence} != {want}"
+    );
     assert_eq!(daemon.transitions(), vec![("learning", "ok")]);
     daemon.shutdown().await;
 }

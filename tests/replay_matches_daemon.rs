@@ -71,7 +71,13 @@ fn replayed(yaml: &str, values: &[f64]) -> Vec<Seen> {
     }
     let mut out = Vec::new();
     let on_error = driftwatch::cli::OnError::Fail;
-    replay::replay_csv(Replayer::new(params, None), csv.as_bytes(), on_error, &mut out).unwrap();
+    replay::replay_csv(
+        Replayer::new(params, None),
+        csv.as_bytes(),
+        on_error,
+        &mut out,
+    )
+    .unwrap();
     String::from_utf8(out)
         .unwrap()
         .lines()
@@ -103,5 +109,9 @@ async fn replay_writes_what_the_daemon_exports_for_the_same_samples() {
     // The run held every phase: learning, normal samples and a degradation.
     assert!(from_replay[0].zscore.is_none());
     assert!(from_replay.iter().any(|s| s.degraded));
-    assert!(from_replay.iter().any(|s| s.zscore.is_some() && !s.degraded));
+    assert!(
+        from_replay
+            .iter()
+            .any(|s| s.zscore.is_some() && !s.degraded)
+    );
 }

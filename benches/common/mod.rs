@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use driftwatch::config::{ScrapeConfig, SourceConfig, SourceKind, WatchConfig};
-use driftwatch::detector::{DEFAULT_MIN_RELATIVE_STDDEV, DEFAULT_MIN_STDDEV};
 use driftwatch::detector::{Accumulate, DetectorParams, Direction};
+use driftwatch::detector::{DEFAULT_MIN_RELATIVE_STDDEV, DEFAULT_MIN_STDDEV};
 use driftwatch::engine::{Ingest, Shared, SourceRuntime};
 use driftwatch::notify::Notifier;
 use driftwatch::parse::{ExpositionParser, Sample};

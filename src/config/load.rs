@@ -306,8 +306,12 @@ impl DetectorLayer {
 
 /// The accumulated statistic a resolved layer asks for.
 fn accumulate(layer: &DetectorLayer) -> Accumulate {
-    let value = |set: &Option<Located<f64>>, default: f64| set.as_ref().map_or(default, |l| l.value);
-    let kind = layer.accumulate.as_ref().map_or(AccumulateKind::Ewma, |l| l.value);
+    let value =
+        |set: &Option<Located<f64>>, default: f64| set.as_ref().map_or(default, |l| l.value);
+    let kind = layer
+        .accumulate
+        .as_ref()
+        .map_or(AccumulateKind::Ewma, |l| l.value);
     match kind {
         AccumulateKind::None => Accumulate::Off,
         AccumulateKind::Ewma => Accumulate::Ewma {
@@ -550,8 +554,9 @@ impl Checker<'_> {
             self.located(fields, "consecutive", path, |c, n, p| c.at_least_one(n, p));
         layer.recover_threshold =
             self.located(fields, "recover_threshold", path, |c, n, p| c.float(n, p));
-        layer.recover_consecutive =
-            self.located(fields, "recover_consecutive", path, |c, n, p| c.at_least_one(n, p));
+        layer.recover_consecutive = self.located(fields, "recover_consecutive", path, |c, n, p| {
+            c.at_least_one(n, p)
+        });
         layer.direction = self.located(fields, "direction", path, |c, n, p| c.direction(n, p));
         layer.stale_after = self.located(fields, "stale_after", path, |c, n, p| {
             c.positive_duration(Some(n), p)
@@ -594,8 +599,10 @@ impl Checker<'_> {
             }
             Some(lambda)
         });
-        layer.ewma_threshold = self.located(fields, "ewma_threshold", path, |c, n, p| c.positive(n, p));
-        layer.cusum_slack = self.located(fields, "cusum_slack", path, |c, n, p| c.non_negative(n, p));
+        layer.ewma_threshold =
+            self.located(fields, "ewma_threshold", path, |c, n, p| c.positive(n, p));
+        layer.cusum_slack =
+            self.located(fields, "cusum_slack", path, |c, n, p| c.non_negative(n, p));
         layer.cusum_threshold =
             self.located(fields, "cusum_threshold", path, |c, n, p| c.positive(n, p));
     }
@@ -1591,9 +1598,18 @@ sources:
                 "\"__x\" is not a valid label name",
             ),
             ("global: {body_size_limit: 10 MiB}", "is not a size"),
-            ("detector: {accumulate: sprt}", "unknown accumulate \"sprt\""),
-            ("detector: {ewma_lambda: 0}", "ewma_lambda must be above 0 and at most 1"),
-            ("detector: {ewma_lambda: 1.5}", "ewma_lambda must be above 0 and at most 1"),
+            (
+                "detector: {accumulate: sprt}",
+                "unknown accumulate \"sprt\"",
+            ),
+            (
+                "detector: {ewma_lambda: 0}",
+                "ewma_lambda must be above 0 and at most 1",
+            ),
+            (
+                "detector: {ewma_lambda: 1.5}",
+                "ewma_lambda must be above 0 and at most 1",
+            ),
             ("detector: {cusum_threshold: 0}", "must be above 0"),
             ("detector: {cusum_slack: -1}", "must not be negative"),
             (
