@@ -197,9 +197,11 @@ pub struct SavedDetector {
 /// threshold) makes the series pending; it becomes degraded once the breach
 /// has lasted `for_duration` and, when `consecutive` is set, has spanned that
 /// many breaching samples in a row (with neither, at once). Pending falls back
-/// to ok on a sample below threshold; degraded recovers to ok on a sample with
-/// badness ≤ `recover_threshold`. Durations are measured between sample
-/// timestamps: a detector only moves when a sample arrives.
+/// to ok on a sample below threshold; degraded recovers to ok after
+/// `recover_consecutive` samples in a row with badness ≤ `recover_threshold`.
+/// With an [`Accumulate`] statistic, "breach" and "calm" also look at it.
+/// Durations are measured between sample timestamps: a detector only moves
+/// when a sample arrives.
 ///
 /// A sample enters B only if, after its evaluation, the state is learning or
 /// ok and its badness is below threshold (or absent). An incident that has
