@@ -115,8 +115,14 @@ fn variants() -> Vec<(&'static str, DetectorParams)> {
         ("consecutive 3", with(&|p| p.consecutive = Some(3))),
         // NAB's series are mostly 5 minutes apart, so `for` here is in
         // their time, not the daemon's 15 s.
-        ("for 5m", with(&|p| p.for_duration = Duration::from_secs(300))),
-        ("for 15m", with(&|p| p.for_duration = Duration::from_secs(900))),
+        (
+            "for 5m",
+            with(&|p| p.for_duration = Duration::from_secs(300)),
+        ),
+        (
+            "for 15m",
+            with(&|p| p.for_duration = Duration::from_secs(900)),
+        ),
         (
             "recover_threshold 0.5",
             with(&|p| p.recover_threshold = 0.5),
