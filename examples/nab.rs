@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use driftwatch::detector::{Detector, DetectorParams, State};
+use driftwatch::detector::{Accumulate, Detector, DetectorParams, State};
 use driftwatch::evaluate::{self, Labelled, PROFILES};
 use driftwatch::replay::{self, input::CsvSamples};
 
@@ -49,8 +49,12 @@ fn main() -> anyhow::Result<()> {
          2σ | 3σ |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    if only.is_none() || only.as_deref() == Some("reference") {
+        println!("| {} | — | — | — | — |", windowed_gaussian_row(&corpus));
+    }
     for (name, params) in variants() {
-        if only.as_deref().is_some_and(|o| o != name) {
+        let in_grid = only.as_deref() == Some("grid") && name.starts_with(' ');
+        if only.as_deref().is_some_and(|o| o != name) && !in_grid {
             continue;
         }
         let started = Instant::now();
@@ -71,24 +75,200 @@ fn variants() -> Vec<(&'static str, DetectorParams)> {
         f(&mut p);
         p
     };
-    vec![
+    let ewma = |lambda, limit| Accumulate::Ewma { lambda, limit };
+    let cusum = |k, h| Accumulate::Cusum { k, h };
+    // The defaults before this evaluation: a plain z-score at 3 that
+    // recovered at the first calm sample and relearned after 6 hours.
+    let before = with(&|p| {
+        p.threshold = 3.0;
+        p.recover_consecutive = 1;
+        p.relearn_after = hours(6);
+        p.accumulate = Accumulate::Off;
+    });
+    let mut v = vec![
         ("shipped", base.clone()),
+        ("previous defaults", before.clone()),
+        (
+            "previous, threshold 5",
+            DetectorParams {
+                threshold: 5.0,
+                ..before.clone()
+            },
+        ),
+        (
+            "previous, recover_consecutive 144",
+            DetectorParams {
+                recover_consecutive: 144,
+                ..before
+            },
+        ),
         ("window 50", with(&|p| p.window = 50)),
         ("window 200", with(&|p| p.window = 200)),
         ("window 400", with(&|p| p.window = 400)),
+        ("min_samples 50", with(&|p| p.min_samples = 50)),
         ("threshold 4", with(&|p| p.threshold = 4.0)),
-        ("threshold 5", with(&|p| p.threshold = 5.0)),
-        ("consecutive 2", with(&|p| p.consecutive = Some(2))),
+        ("threshold 6", with(&|p| p.threshold = 6.0)),
+        (
+            "for 2 samples (consecutive 2)",
+            with(&|p| p.consecutive = Some(2)),
+        ),
         ("consecutive 3", with(&|p| p.consecutive = Some(3))),
-        ("recover 0.5", with(&|p| p.recover_threshold = 0.5)),
-        ("recover 2.5", with(&|p| p.recover_threshold = 2.5)),
+        // NAB's series are mostly 5 minutes apart, so `for` here is in
+        // their time, not the daemon's 15 s.
+        (
+            "for 5m",
+            with(&|p| p.for_duration = Duration::from_secs(300)),
+        ),
+        (
+            "for 15m",
+            with(&|p| p.for_duration = Duration::from_secs(900)),
+        ),
+        (
+            "recover_threshold 0.5",
+            with(&|p| p.recover_threshold = 0.5),
+        ),
+        (
+            "recover_threshold 2.5",
+            with(&|p| p.recover_threshold = 2.5),
+        ),
+        (
+            "recover_consecutive 1",
+            with(&|p| p.recover_consecutive = 1),
+        ),
+        (
+            "recover_consecutive 12",
+            with(&|p| p.recover_consecutive = 12),
+        ),
+        (
+            "recover_consecutive 48",
+            with(&|p| p.recover_consecutive = 48),
+        ),
+        (
+            "recover_consecutive 288",
+            with(&|p| p.recover_consecutive = 288),
+        ),
         ("relearn never", with(&|p| p.relearn_after = None)),
         ("relearn 1h", with(&|p| p.relearn_after = hours(1))),
-        ("relearn 24h", with(&|p| p.relearn_after = hours(24))),
+        ("relearn 6h", with(&|p| p.relearn_after = hours(6))),
+        ("relearn 12h", with(&|p| p.relearn_after = hours(12))),
+        ("relearn 18h", with(&|p| p.relearn_after = hours(18))),
+        ("relearn 36h", with(&|p| p.relearn_after = hours(36))),
+        ("relearn 48h", with(&|p| p.relearn_after = hours(48))),
         ("relearn 7d", with(&|p| p.relearn_after = hours(7 * 24))),
         ("rel. floor 0", with(&|p| p.min_relative_stddev = 0.0)),
         ("rel. floor 1e-2", with(&|p| p.min_relative_stddev = 1e-2)),
-    ]
+        ("rel. floor 5e-2", with(&|p| p.min_relative_stddev = 5e-2)),
+        ("abs. floor 1e-3", with(&|p| p.min_stddev = 1e-3)),
+        ("accumulate none", with(&|p| p.accumulate = Accumulate::Off)),
+        (
+            "ewma λ 0.05, limit 4.5",
+            with(&|p| p.accumulate = ewma(0.05, 4.5)),
+        ),
+        (
+            "ewma λ 0.1, limit 4.5",
+            with(&|p| p.accumulate = ewma(0.1, 4.5)),
+        ),
+        (
+            "ewma λ 0.2, limit 4.5",
+            with(&|p| p.accumulate = ewma(0.2, 4.5)),
+        ),
+        (
+            "ewma λ 0.3, limit 4.5",
+            with(&|p| p.accumulate = ewma(0.3, 4.5)),
+        ),
+        (
+            "ewma λ 0.15, limit 4",
+            with(&|p| p.accumulate = ewma(0.15, 4.0)),
+        ),
+        (
+            "ewma λ 0.15, limit 5",
+            with(&|p| p.accumulate = ewma(0.15, 5.0)),
+        ),
+        (
+            "cusum k 0.5, h 5",
+            with(&|p| p.accumulate = cusum(0.5, 5.0)),
+        ),
+        (
+            "cusum k 0.5, h 8",
+            with(&|p| p.accumulate = cusum(0.5, 8.0)),
+        ),
+        ("cusum k 1, h 4", with(&|p| p.accumulate = cusum(1.0, 4.0))),
+        ("cusum k 1, h 6", with(&|p| p.accumulate = cusum(1.0, 6.0))),
+        ("cusum k 1, h 7", with(&|p| p.accumulate = cusum(1.0, 7.0))),
+        ("cusum k 1, h 8", with(&|p| p.accumulate = cusum(1.0, 8.0))),
+        (
+            "cusum k 1.5, h 4",
+            with(&|p| p.accumulate = cusum(1.5, 4.0)),
+        ),
+        (
+            "cusum k 1, h 7, relearn 12h",
+            with(&|p| {
+                p.accumulate = cusum(1.0, 7.0);
+                p.relearn_after = hours(12);
+            }),
+        ),
+        (
+            "accumulate none, threshold 3.5",
+            with(&|p| {
+                p.accumulate = Accumulate::Off;
+                p.threshold = 3.5;
+            }),
+        ),
+    ];
+    v.extend(grid(&base));
+    v
+}
+
+/// Combinations, named by their settings, from `NAB_GRID`: a `;`-separated
+/// list of `key=v1|v2` axes (exploration only; the table keeps the rest).
+fn grid(base: &DetectorParams) -> Vec<(&'static str, DetectorParams)> {
+    let Ok(spec) = std::env::var("NAB_GRID") else {
+        return Vec::new();
+    };
+    let mut out = vec![(String::new(), base.clone())];
+    for axis in spec.split(';').filter(|a| !a.is_empty()) {
+        let (key, values) = axis.split_once('=').expect("key=v1|v2");
+        let mut next = Vec::new();
+        for (name, p) in &out {
+            for v in values.split('|') {
+                let mut p = p.clone();
+                set(&mut p, key, v);
+                next.push((format!("{name} {key}={v}"), p));
+            }
+        }
+        out = next;
+    }
+    out.into_iter()
+        .map(|(n, p)| (&*Box::leak(n.into_boxed_str()), p))
+        .collect()
+}
+
+fn set(p: &mut DetectorParams, key: &str, v: &str) {
+    let f = |v: &str| v.parse::<f64>().expect("a number");
+    match key {
+        "window" => p.window = v.parse().unwrap(),
+        "min_samples" => p.min_samples = v.parse().unwrap(),
+        "threshold" => p.threshold = f(v),
+        "recover" => p.recover_threshold = f(v),
+        "recover_n" => p.recover_consecutive = v.parse().unwrap(),
+        "consecutive" => p.consecutive = (v != "0").then(|| v.parse().unwrap()),
+        "relearn_h" => p.relearn_after = (v != "0").then(|| Duration::from_secs_f64(f(v) * 3600.0)),
+        "min_stddev" => p.min_stddev = f(v),
+        "rel_floor" => p.min_relative_stddev = f(v),
+        "ewma" => {
+            let (lambda, limit) = v.split_once('/').expect("lambda/limit");
+            p.accumulate = Accumulate::Ewma {
+                lambda: f(lambda),
+                limit: f(limit),
+            };
+        }
+        "cusum" => {
+            let (k, h) = v.split_once('/').expect("k/h");
+            p.accumulate = Accumulate::Cusum { k: f(k), h: f(h) };
+        }
+        "acc" if v == "off" => p.accumulate = Accumulate::Off,
+        _ => panic!("unknown grid key {key}"),
+    }
 }
 
 /// The corpus named by the windows file, each series with its windows
@@ -184,9 +364,93 @@ fn evaluate_variant(corpus: &[Series], params: &DetectorParams) -> String {
                 s.misses,
                 s.raw
             );
+            if std::env::var("NAB_ROWS").is_ok_and(|k| series.key.contains(&k)) {
+                eprintln!("    windows {:?} rows {}", labelled.windows, labelled.rows);
+                eprintln!("    detections {detections:?}");
+            }
         }
     }
     cells.join(" | ")
+}
+
+/// NAB's `windowedGaussian` reference detector, re-implemented from its
+/// source: a window of up to 6400 values, moved on in steps of 100, scores
+/// each value by the normal tail beyond its z-score, `1 − Q(|z|)`.
+/// The score saturates at 1.0 in f64 as NAB's does, which matters for
+/// where the threshold sweep can cut.
+fn windowed_gaussian(rows: &[(i64, f64)]) -> Vec<Option<f64>> {
+    const WINDOW: usize = 6400;
+    const STEP: usize = 100;
+    let mut window: Vec<f64> = Vec::new();
+    let mut step: Vec<f64> = Vec::new();
+    let (mut mean, mut std) = (0.0, 1.0);
+    let mut scores = Vec::with_capacity(rows.len());
+    for &(_, x) in rows {
+        let score = if window.is_empty() {
+            0.0
+        } else {
+            let z = (x - mean) / std;
+            1.0 - 0.5 * erfc(z.abs() / std::f64::consts::SQRT_2)
+        };
+        scores.push(Some(score));
+        let refresh = if window.len() < WINDOW {
+            window.push(x);
+            true
+        } else {
+            step.push(x);
+            if step.len() == STEP {
+                window.drain(..STEP);
+                window.append(&mut step);
+                true
+            } else {
+                false
+            }
+        };
+        if refresh {
+            let n = window.len() as f64;
+            mean = window.iter().sum::<f64>() / n;
+            std = (window.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+            if std == 0.0 {
+                std = 1e-6;
+            }
+        }
+    }
+    scores
+}
+
+/// The complementary error function (Numerical Recipes' `erfcc`,
+/// fractional error below 1.2e-7).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 { r } else { 2.0 - r }
+}
+
+fn windowed_gaussian_row(corpus: &[Series]) -> String {
+    let scored: Vec<(Labelled, Vec<Option<f64>>)> = corpus
+        .iter()
+        .map(|s| (s.labelled.clone(), windowed_gaussian(&s.rows)))
+        .collect();
+    let cells: Vec<String> = PROFILES
+        .iter()
+        .map(|profile| {
+            let s = evaluate::best_threshold(&scored, profile);
+            format!("{:.1} (≥{:.6})", s.score, s.threshold)
+        })
+        .collect();
+    format!(
+        "NAB windowedGaussian (reference, scores only) | — | — | — | — | {}",
+        cells.join(" | ")
+    )
 }
 
 /// Standard normal samples (Box–Muller).

@@ -36,6 +36,8 @@ detector:
   min_samples: 20
   threshold: 3.0
   recover_threshold: 1.5
+  # The shipped 144 calm samples would hold the demo's alert for minutes.
+  recover_consecutive: 5
 sources:
   - name: demo-model
     scrape:

@@ -31,8 +31,10 @@ pub struct DetectorParams {
     pub for_duration: Duration,
     /// ... or for this many consecutive samples, when set.
     pub consecutive: Option<u32>,
-    /// Recovered when badness <= this (hysteresis).
+    /// Recovered when badness <= this (hysteresis) ...
     pub recover_threshold: f64,
+    /// ... for this many samples in a row (1: at the first such sample).
+    pub recover_consecutive: u32,
     pub direction: Direction,
     /// Accept a lasting new level after an incident has lasted this long.
     /// `None` means never.
@@ -41,6 +43,35 @@ pub struct DetectorParams {
     pub min_stddev: f64,
     /// Floor for the baseline standard deviation relative to |mean|.
     pub min_relative_stddev: f64,
+    /// Evidence accumulated over samples, beside each sample's own z.
+    pub accumulate: Accumulate,
+}
+
+/// A statistic that accumulates evidence over samples, so that a small
+/// lasting shift, which no single z-score reaches the threshold for, still
+/// becomes a breach. It is fed each sample's z-score, clipped to
+/// ±threshold: an outlier is the plain z-score's to catch, and one must not
+/// hold the accumulated statistic up long after it has passed.
+///
+/// A sample breaches when its own badness reaches `threshold` or the
+/// statistic's badness reaches its own limit. The statistic's badness is
+/// scaled by `threshold / limit` before the state machine sees it, so a
+/// degraded series recovers when both are at or below `recover_threshold`
+/// on their own scales. Whether a sample enters the baseline still depends
+/// on its own badness only, as the design states.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Accumulate {
+    /// Each sample on its own: a plain rolling z-score.
+    Off,
+    /// The exponentially weighted moving average of the z-scores,
+    /// `e ← (1 − λ)·e + λ·z`, divided by its in-control standard deviation
+    /// `√(λ / (2 − λ))`, so that it is itself a z-score; it breaches at
+    /// `limit`.
+    Ewma { lambda: f64, limit: f64 },
+    /// A two-sided tabular CUSUM of the z-scores with slack `k`, breaching
+    /// at the decision interval `h` and capped at `2h`, so that it drains
+    /// within a bounded number of samples after a long incident.
+    Cusum { k: f64, h: f64 },
 }
 
 /// Where a series stands.
@@ -130,6 +161,9 @@ pub struct Evaluation {
     pub stddev: Option<f64>,
     /// How many samples the baseline held.
     pub window_samples: usize,
+    /// The accumulated statistic after this sample, signed like z; `None`
+    /// while learning or with [`Accumulate::Off`].
+    pub evidence: Option<f64>,
 }
 
 /// A detector taken apart for a snapshot; see [`Detector::save`].
@@ -142,6 +176,8 @@ pub struct SavedDetector {
     pub last: Option<Evaluation>,
     /// Oldest first.
     pub baseline: Vec<f64>,
+    /// The accumulator's state; see [`Accumulate`].
+    pub accumulator: [f32; 2],
 }
 
 /// The detector of one series: its baseline window and its state.
@@ -161,9 +197,11 @@ pub struct SavedDetector {
 /// threshold) makes the series pending; it becomes degraded once the breach
 /// has lasted `for_duration` and, when `consecutive` is set, has spanned that
 /// many breaching samples in a row (with neither, at once). Pending falls back
-/// to ok on a sample below threshold; degraded recovers to ok on a sample with
-/// badness ≤ `recover_threshold`. Durations are measured between sample
-/// timestamps: a detector only moves when a sample arrives.
+/// to ok on a sample below threshold; degraded recovers to ok after
+/// `recover_consecutive` samples in a row with badness ≤ `recover_threshold`.
+/// With an [`Accumulate`] statistic, "breach" and "calm" also look at it.
+/// Durations are measured between sample timestamps: a detector only moves
+/// when a sample arrives.
 ///
 /// A sample enters B only if, after its evaluation, the state is learning or
 /// ok and its badness is below threshold (or absent). An incident that has
@@ -189,7 +227,18 @@ pub struct Detector {
     /// Breaching samples in a row within the current incident.
     breaches: u32,
     state: State,
+    /// [`Accumulate::Ewma`]: the scaled EWMA in slot 0. [`Accumulate::Cusum`]:
+    /// the upper and lower sums. Infinity in slot 0 (which no statistic
+    /// reaches: z is clipped) until the first verdict; not NaN, so that a
+    /// saved detector compares equal to its restored copy. f32 is plenty for a statistic compared with a threshold of a
+    /// few units, and keeps the detector small.
+    accumulator: [f32; 2],
 }
+
+const NO_ACCUMULATOR: [f32; 2] = [f32::INFINITY, 0.0];
+/// Slot 1 of an EWMA's accumulator, which a CUSUM's lower sum (never
+/// negative) cannot hold.
+const EWMA_MARK: f32 = -1.0;
 
 impl Detector {
     /// A detector with an empty baseline, learning since `now_ms`.
@@ -204,6 +253,7 @@ impl Detector {
             incident_ms: now_ms,
             breaches: 0,
             state: State::Learning,
+            accumulator: NO_ACCUMULATOR,
         }
     }
 
@@ -219,10 +269,19 @@ impl Detector {
         if !value.is_finite() {
             return Err(SkipReason::NotFinite);
         }
-        let eval = self.evaluate(params, value);
-        let mut to = self.step(params, eval.badness, at_ms);
+        let mut eval = self.evaluate(params, value);
+        let evidence = self.accumulate(params, eval.zscore);
+        eval.evidence = evidence.map(|(signed, _)| signed);
+        // The state machine follows the worse of the two; the baseline
+        // admits by the sample's own badness, as the design says.
+        let level = match (eval.badness, evidence) {
+            (Some(b), Some((_, e))) => Some(b.max(e)),
+            (b, _) => b,
+        };
+        let mut to = self.step(params, level, at_ms);
         if self.relearn_due(params, to, at_ms) {
             self.baseline.clear();
+            self.accumulator = NO_ACCUMULATOR;
             to = State::Learning;
         }
         let transition = self.enter(to, at_ms);
@@ -242,6 +301,7 @@ impl Detector {
     /// The ring keeps its allocation, since the series will refill it.
     pub fn reset_baseline(&mut self, _params: &DetectorParams, now_ms: i64) -> Option<Transition> {
         self.baseline.clear();
+        self.accumulator = NO_ACCUMULATOR;
         // The last verdict was against the baseline just forgotten: keep the
         // value, drop what no longer describes the series.
         self.last = LastSample {
@@ -276,6 +336,7 @@ impl Detector {
             breaches: self.breaches,
             last: self.last(),
             baseline: self.baseline.iter().collect(),
+            accumulator: self.accumulator,
         }
     }
 
@@ -298,6 +359,7 @@ impl Detector {
             incident_ms: saved.incident_ms,
             breaches: saved.breaches,
             state: saved.state,
+            accumulator: saved.accumulator,
         }
     }
 
@@ -312,7 +374,13 @@ impl Detector {
 
     /// The latest evaluated sample, `None` before the first one.
     pub fn last(&self) -> Option<Evaluation> {
-        self.last.evaluation()
+        let mut eval = self.last.evaluation()?;
+        let [a, b] = self.accumulator;
+        if eval.zscore.is_some() && a.is_finite() {
+            let signed = if b == EWMA_MARK || a >= b { a } else { -b };
+            eval.evidence = Some(f64::from(signed));
+        }
+        Some(eval)
     }
 
     /// How many samples the baseline holds now.
@@ -338,6 +406,7 @@ impl Detector {
                 mean: None,
                 stddev: None,
                 window_samples,
+                evidence: None,
             };
         };
         let stddev = effective_stddev(params, mean, raw_stddev);
@@ -350,7 +419,49 @@ impl Detector {
             mean: Some(mean),
             stddev: Some(stddev),
             window_samples,
+            evidence: None,
         }
+    }
+
+    /// Feeds a verdict's z-score to the accumulator: the statistic signed
+    /// like z, and its badness scaled so that its own limit maps onto
+    /// `threshold`. `None` while learning or when off.
+    fn accumulate(&mut self, params: &DetectorParams, z: Option<f64>) -> Option<(f64, f64)> {
+        let z = z?;
+        let cap = params.threshold;
+        let z = z.clamp(-cap, cap);
+        let [a, b] = self.accumulator;
+        let (a, b) = if a.is_infinite() {
+            (0.0, 0.0)
+        } else {
+            (f64::from(a), f64::from(b))
+        };
+        let (signed, worse, limit, state) = match params.accumulate {
+            Accumulate::Off => return None,
+            Accumulate::Ewma { lambda, limit } => {
+                let spread = (lambda / (2.0 - lambda)).sqrt();
+                let e = (1.0 - lambda) * a + lambda * z / spread;
+                (
+                    e,
+                    badness(params.direction, e),
+                    limit,
+                    [e, f64::from(EWMA_MARK)],
+                )
+            }
+            Accumulate::Cusum { k, h } => {
+                let up = (a + z - k).clamp(0.0, 2.0 * h);
+                let down = (b - z - k).clamp(0.0, 2.0 * h);
+                let signed = if up >= down { up } else { -down };
+                let worse = match params.direction {
+                    Direction::LowerIsWorse => down,
+                    Direction::HigherIsWorse => up,
+                    Direction::Both => up.max(down),
+                };
+                (signed, worse, h, [up, down])
+            }
+        };
+        self.accumulator = state.map(|x| x as f32);
+        Some((signed, worse * params.threshold / limit))
     }
 
     /// The state this sample leads to, keeping the incident's bookkeeping.
@@ -370,8 +481,19 @@ impl Detector {
                 self.pending_outcome(params, at_ms)
             }
             State::Learning | State::Ok | State::Pending => State::Ok,
-            State::Degraded if badness <= params.recover_threshold => State::Ok,
-            State::Degraded => State::Degraded,
+            State::Degraded if badness <= params.recover_threshold => {
+                // While degraded, `breaches` counts the calm samples in a row.
+                self.breaches = self.breaches.saturating_add(1);
+                if self.breaches >= params.recover_consecutive.max(1) {
+                    State::Ok
+                } else {
+                    State::Degraded
+                }
+            }
+            State::Degraded => {
+                self.breaches = 0;
+                State::Degraded
+            }
         }
     }
 
@@ -402,7 +524,8 @@ impl Detector {
         }
         let from = std::mem::replace(&mut self.state, to);
         self.since_ms = at_ms;
-        if !matches!(to, State::Pending | State::Degraded) {
+        // Pending counts breaches; degraded counts calm samples afresh.
+        if to != State::Pending {
             self.breaches = 0;
         }
         Some(Transition { from, to, at_ms })
@@ -500,6 +623,7 @@ impl LastSample {
             mean: unpack(self.mean),
             stddev: unpack(self.stddev),
             window_samples: self.window_samples as usize,
+            evidence: None,
         })
     }
 }
@@ -678,10 +802,12 @@ mod tests {
             for_duration: Duration::ZERO,
             consecutive: None,
             recover_threshold: 1.5,
+            recover_consecutive: 1,
             direction: Direction::Both,
             relearn_after: None,
             min_stddev: 0.0,
             min_relative_stddev: 0.0,
+            accumulate: Accumulate::Off,
         }
     }
 
@@ -1084,16 +1210,133 @@ mod tests {
 
     #[test]
     fn a_restored_detector_carries_on_as_the_saved_one() {
-        let p = params();
-        let mut original = learned(&p);
-        original.observe(&p, 0.0, 10 * SEC).unwrap();
-        assert_eq!(original.state(), State::Degraded);
-        let mut restored = Detector::restore(&p, &original.save());
-        assert_eq!(restored.save(), original.save());
-        for (i, x) in [0.5, 9.0, 10.5, 11.0].into_iter().enumerate() {
-            let at = (11 + i as i64) * SEC;
-            assert_eq!(restored.observe(&p, x, at), original.observe(&p, x, at));
+        let ewma = Accumulate::Ewma {
+            lambda: 0.2,
+            limit: 3.0,
+        };
+        for accumulate in [Accumulate::Off, ewma] {
+            let p = DetectorParams {
+                accumulate,
+                ..params()
+            };
+            let mut original = learned(&p);
+            original.observe(&p, 0.0, 10 * SEC).unwrap();
+            assert_eq!(original.state(), State::Degraded);
+            let mut restored = Detector::restore(&p, &original.save());
+            assert_eq!(restored.save(), original.save());
+            for (i, x) in [0.5, 9.0, 10.5, 11.0].into_iter().enumerate() {
+                let at = (11 + i as i64) * SEC;
+                assert_eq!(restored.observe(&p, x, at), original.observe(&p, x, at));
+                assert_eq!(restored.last(), original.last());
+            }
         }
+    }
+
+    /// Window 100 of alternating 9 and 11, then a lasting drop to 8: each
+    /// sample's z is only −2.
+    fn lasting_small_drop(p: &DetectorParams) -> Detector {
+        let mut d = Detector::new(p, 0);
+        for i in 0..100 {
+            feed(&mut d, p, if i % 2 == 0 { 9.0 } else { 11.0 }, i * SEC);
+        }
+        for i in 100..130 {
+            feed(&mut d, p, 8.0, i * SEC);
+        }
+        d
+    }
+
+    fn wide() -> DetectorParams {
+        DetectorParams {
+            window: 100,
+            min_samples: 20,
+            threshold: 5.0,
+            ..params()
+        }
+    }
+
+    #[test]
+    fn plain_zscore_lets_a_small_lasting_drop_into_the_baseline() {
+        let d = lasting_small_drop(&wide());
+        assert_eq!(d.state(), State::Ok);
+        assert!(d.last().unwrap().mean.unwrap() < 9.8);
+        assert_eq!(d.last().unwrap().evidence, None);
+    }
+
+    #[test]
+    fn ewma_catches_a_small_lasting_drop() {
+        let p = DetectorParams {
+            accumulate: Accumulate::Ewma {
+                lambda: 0.15,
+                limit: 4.5,
+            },
+            ..wide()
+        };
+        let d = lasting_small_drop(&p);
+        assert_eq!(d.state(), State::Degraded);
+        // Caught before the drop could move the baseline much.
+        assert!(d.last().unwrap().mean.unwrap() > 9.7);
+        assert!(d.last().unwrap().evidence.unwrap() < -4.5);
+    }
+
+    #[test]
+    fn cusum_catches_a_small_lasting_drop() {
+        let p = DetectorParams {
+            accumulate: Accumulate::Cusum { k: 1.0, h: 6.0 },
+            ..wide()
+        };
+        let d = lasting_small_drop(&p);
+        assert_eq!(d.state(), State::Degraded);
+        // The lower sum, capped at 2h, shown negative like the drop.
+        assert_eq!(d.last().unwrap().evidence, Some(-12.0));
+    }
+
+    #[test]
+    fn one_outlier_does_not_hold_the_accumulated_statistic_up() {
+        let p = DetectorParams {
+            accumulate: Accumulate::Ewma {
+                lambda: 0.15,
+                limit: 4.5,
+            },
+            recover_consecutive: 1,
+            ..wide()
+        };
+        let mut d = Detector::new(&p, 0);
+        for i in 0..100 {
+            feed(&mut d, &p, if i % 2 == 0 { 9.0 } else { 11.0 }, i * SEC);
+        }
+        feed(&mut d, &p, 1e9, 100 * SEC);
+        assert_eq!(d.state(), State::Degraded);
+        // z was clipped to the threshold before it entered the EWMA: one
+        // step of λ·5/√(λ/(2−λ)) ≈ 2.6 on top of the ±0.4 the alternating
+        // baseline leaves, not the 10⁸ a raw z would have made it.
+        let evidence = d.last().unwrap().evidence.unwrap();
+        assert!((2.0..3.1).contains(&evidence), "{evidence}");
+        // So it drains within a few normal samples, as from any z of 5.
+        for i in 1..=5 {
+            feed(&mut d, &p, 10.0, (100 + i) * SEC);
+        }
+        assert_eq!(d.state(), State::Ok);
+    }
+
+    #[test]
+    fn recovery_waits_for_recover_consecutive_calm_samples() {
+        let p = DetectorParams {
+            recover_consecutive: 3,
+            ..params()
+        };
+        let mut d = learned(&p);
+        feed(&mut d, &p, 14.0, 10 * SEC);
+        assert_eq!(feed(&mut d, &p, 10.0, 11 * SEC), None);
+        assert_eq!(feed(&mut d, &p, 10.0, 12 * SEC), None);
+        // A sample above recover_threshold starts the count again.
+        assert_eq!(feed(&mut d, &p, 12.0, 13 * SEC), None);
+        assert_eq!(feed(&mut d, &p, 10.0, 14 * SEC), None);
+        assert_eq!(feed(&mut d, &p, 10.0, 15 * SEC), None);
+        let t = feed(&mut d, &p, 10.0, 16 * SEC);
+        assert_eq!(t, moved(State::Degraded, State::Ok, 16 * SEC));
+        // The samples of the incident stayed out; the one that ended it entered.
+        assert_eq!(d.baseline().last(), Some(10.0));
+        assert_eq!(d.window_len(), 10);
     }
 
     #[test]
@@ -1224,7 +1467,7 @@ mod tests {
     #[test]
     fn detector_stays_small() {
         assert!(
-            size_of::<Detector>() <= 128,
+            size_of::<Detector>() <= 136,
             "{} bytes",
             size_of::<Detector>()
         );
@@ -1254,6 +1497,42 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn ewma_matches_a_naive_recursion(
+            values in prop::collection::vec(-1e3f64..1e3, 2..200),
+            lambda in 0.01f64..1.0,
+        ) {
+            // No breaches (the limits are far away), so every sample enters
+            // and z is never clipped: the EWMA is the textbook one.
+            let p = DetectorParams {
+                window: 30,
+                min_samples: 1,
+                threshold: 1e12,
+                min_stddev: 1e-3,
+                accumulate: Accumulate::Ewma { lambda, limit: 1e12 },
+                ..params()
+            };
+            let mut d = Detector::new(&p, 0);
+            let spread = (lambda / (2.0 - lambda)).sqrt();
+            let (mut e, mut largest) = (0.0f64, 0.0f64);
+            for (i, &x) in values.iter().enumerate() {
+                d.observe(&p, x, i as i64).unwrap();
+                if i == 0 {
+                    prop_assert_eq!(d.last().unwrap().evidence, None);
+                    continue;
+                }
+                let b = &values[i.saturating_sub(30)..i];
+                let (mean, stddev) = two_pass(b);
+                let z = (x - mean) / stddev.max(1e-3);
+                e = (1.0 - lambda) * e + lambda * z / spread;
+                // The state is kept in f32: its rounding is relative to the
+                // largest value it has held.
+                largest = largest.max(e.abs());
+                let got = d.last().unwrap().evidence.unwrap();
+                prop_assert!((got - e).abs() <= 1e-5 * (1.0 + largest), "{got} vs {e}");
+            }
+        }
+
         #[test]
         fn stats_match_a_two_pass_computation(
             values in prop::collection::vec(-1e3f64..1e3, 1..300),

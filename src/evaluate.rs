@@ -1,5 +1,6 @@
 //! Scoring detections against labelled anomaly windows by the rules of the
-//! Numenta Anomaly Benchmark (NAB), re-implemented from their description:
+//! Numenta Anomaly Benchmark (NAB), re-implemented from their description
+//! and checked against NAB's `nab/sweeper.py`:
 //! earliest detection in a window rewarded on a scaled sigmoid, misses and
 //! false alarms penalised, a probationary period left unscored, and the
 //! total normalised so that never alarming scores 0 and perfect scores 100.
@@ -102,8 +103,9 @@ impl Labelled {
                 relative,
             }
         } else {
+            // NAB measures the distance in (window length − 1) rows.
             Placement::False {
-                relative: Some((row - last) as f64 / len),
+                relative: Some((row - last) as f64 / (len - 1.0).max(1.0)),
             }
         }
     }
@@ -117,8 +119,17 @@ pub enum Placement {
     /// In window `index`, at `relative` ∈ [−1, 0) of its length.
     Window { index: usize, relative: f64 },
     /// Outside every window: `relative` is the distance after the end of
-    /// the previous window in its lengths, `None` with no window before.
+    /// the previous window in its lengths less one (NAB's measure), `None`
+    /// with no window before.
     False { relative: Option<f64> },
+}
+
+/// What the earliest detection in a window earns: the sigmoid, divided by
+/// its value at the window's first row as NAB's sweeper does, so that a
+/// detection there earns exactly `tp` and a perfect detector scores
+/// `tp × windows`.
+fn true_reward(relative: f64, profile: &Profile) -> f64 {
+    profile.tp * scaled_sigmoid(relative) / scaled_sigmoid(-1.0)
 }
 
 impl Placement {
@@ -158,7 +169,7 @@ pub fn score_file(file: &Labelled, detections: &[usize], profile: &Profile) -> F
         match slot {
             Some(relative) => {
                 score.true_positives += 1;
-                score.raw += profile.tp * scaled_sigmoid(relative);
+                score.raw += true_reward(relative, profile);
             }
             None => {
                 score.misses += 1;
@@ -267,13 +278,13 @@ fn add_detection(
         Placement::Window { index, relative } => match earliest[index] {
             None => {
                 earliest[index] = Some(relative);
-                state.raw += profile.fn_ + profile.tp * scaled_sigmoid(relative);
+                state.raw += profile.fn_ + true_reward(relative, profile);
                 state.true_positives += 1;
                 state.misses -= 1;
             }
             Some(old) if relative < old => {
                 earliest[index] = Some(relative);
-                state.raw += profile.tp * (scaled_sigmoid(relative) - scaled_sigmoid(old));
+                state.raw += true_reward(relative, profile) - true_reward(old, profile);
             }
             Some(_) => {}
         },
@@ -307,28 +318,31 @@ mod tests {
     }
 
     #[test]
-    fn a_detection_at_the_start_of_a_window_earns_almost_one() {
-        // relative −1: 2 / (1 + e^−5) − 1 = 0.98661.
+    fn a_detection_at_the_start_of_a_window_earns_the_full_reward() {
+        // Relative −1: the sigmoid 2 / (1 + e^−5) − 1 = 0.98661, divided by
+        // itself as NAB's sweeper does: 1. Later detections add nothing.
         let s = score_file(&file(), &[400, 450, 499], &STANDARD);
-        assert!(close(s.raw, 0.98661), "{}", s.raw);
+        assert!(close(s.raw, 1.0), "{}", s.raw);
         assert_eq!((s.true_positives, s.false_positives, s.misses), (1, 0, 0));
-        assert!(close(normalise(s.raw, 1, &STANDARD), 99.3307));
+        assert!(close(normalise(s.raw, 1, &STANDARD), 100.0));
     }
 
     #[test]
     fn a_late_detection_earns_less() {
-        // Row 489: relative −11/100, 2 / (1 + e^−0.55) − 1 = 0.26827.
+        // Row 489: relative −11/100, 2 / (1 + e^−0.55) − 1 = 0.26827,
+        // / 0.98661 = 0.27191.
         let s = score_file(&file(), &[489], &STANDARD);
-        assert!(close(s.raw, 0.26827), "{}", s.raw);
+        assert!(close(s.raw, 0.27191), "{}", s.raw);
     }
 
     #[test]
     fn a_detection_outside_costs_by_its_distance_after_the_window() {
-        // Row 549: 50 rows after a window of 100, relative 0.5:
-        // 0.11 × (2 / (1 + e^2.5) − 1) = 0.11 × −0.84828 = −0.09331,
+        // Row 549: 50 rows after a window of 100 rows, relative 50/99
+        // (NAB divides by the length less one):
+        // 0.11 × (2 / (1 + e^2.5253) − 1) = 0.11 × −0.85178 = −0.09370,
         // plus the missed window, −1.
         let s = score_file(&file(), &[549], &STANDARD);
-        assert!(close(s.raw, -1.09331), "{}", s.raw);
+        assert!(close(s.raw, -1.09370), "{}", s.raw);
         // Before any window, and far after one: the full −0.11.
         let s = score_file(&file(), &[200, 900], &PROFILES[1]);
         assert!(close(s.raw, -1.0 - 2.0 * 0.22), "{}", s.raw);

@@ -20,6 +20,7 @@ pub mod names {
     pub const SERIES_LAST_VALUE: &str = "driftwatch_series_last_value";
     pub const SERIES_WINDOW_SAMPLES: &str = "driftwatch_series_window_samples";
     pub const SERIES_DEGRADED: &str = "driftwatch_series_degraded";
+    pub const SERIES_EVIDENCE: &str = "driftwatch_series_evidence";
     pub const SOURCE_UP: &str = "driftwatch_source_up";
     pub const SOURCE_SCRAPES: &str = "driftwatch_source_scrapes";
     pub const SOURCE_SCRAPE_DURATION: &str = "driftwatch_source_scrape_duration_seconds";
@@ -63,8 +64,8 @@ enum Kind {
     Counter,
 }
 
-/// The six per-series families, in the order they are written.
-const SERIES_FAMILIES: [(&str, &str); 6] = [
+/// The seven per-series families, in the order they are written.
+const SERIES_FAMILIES: [(&str, &str); 7] = [
     (
         names::SERIES_ZSCORE,
         "Z-score of the latest sample against its baseline (absent while learning).",
@@ -89,6 +90,12 @@ const SERIES_FAMILIES: [(&str, &str); 6] = [
         names::SERIES_DEGRADED,
         "1 while the series is degraded, else 0.",
     ),
+    (
+        names::SERIES_EVIDENCE,
+        "Evidence of a lasting shift accumulated over samples, signed like the z-score: \
+         the z-score of the EWMA of z, or the CUSUM of z (absent while learning or \
+         with accumulate: none).",
+    ),
 ];
 
 /// Renders the whole exposition.
@@ -105,7 +112,7 @@ pub fn render(shared: &Shared, format: Format) -> String {
 fn render_series(shared: &Shared, format: Format, out: &mut String) {
     // One pass over the sources, locking each once, writing each family into
     // its own buffer so the families come out contiguous.
-    let mut families: [String; 6] = Default::default();
+    let mut families: [String; 7] = Default::default();
     for source in shared.sources().iter() {
         let table = lock(&source.table);
         for entry in table.iter() {
@@ -118,7 +125,7 @@ fn render_series(shared: &Shared, format: Format, out: &mut String) {
     }
 }
 
-fn write_series(families: &mut [String; 6], entry: &SeriesEntry) {
+fn write_series(families: &mut [String; 7], entry: &SeriesEntry) {
     let labels = &*entry.export_labels;
     let degraded = if entry.detector.state() == State::Degraded {
         1.0
@@ -131,6 +138,9 @@ fn write_series(families: &mut [String; 6], entry: &SeriesEntry) {
     };
     if let Some(z) = last.zscore {
         sample(&mut families[0], names::SERIES_ZSCORE, labels, z);
+    }
+    if let Some(evidence) = last.evidence {
+        sample(&mut families[6], names::SERIES_EVIDENCE, labels, evidence);
     }
     if let (Some(mean), Some(stddev)) = (last.mean, last.stddev) {
         sample(&mut families[1], names::SERIES_BASELINE_MEAN, labels, mean);

@@ -161,6 +161,7 @@ fn series(api: &Api, alerts_only: bool) -> Value {
                 "since": rfc3339(entry.detector.since_ms()),
                 "value": last.as_ref().map(|e| json_number(e.value)),
                 "zscore": last.as_ref().and_then(|e| e.zscore).map(json_number),
+                "evidence": last.as_ref().and_then(|e| e.evidence).map(json_number),
                 "mean": last.as_ref().and_then(|e| e.mean).map(json_number),
                 "stddev": last.as_ref().and_then(|e| e.stddev).map(json_number),
                 // Of the baseline the z-score was computed against, as on

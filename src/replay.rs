@@ -614,10 +614,15 @@ mod tests {
         (String::from_utf8(out).unwrap(), finished)
     }
 
+    /// A short window, and alerts that end at the first calm sample with no
+    /// accumulated statistic, so each test's samples are few and its
+    /// expected alerts plain.
     fn small() -> DetectorParams {
         DetectorParams {
             window: 10,
             min_samples: 5,
+            recover_consecutive: 1,
+            accumulate: crate::detector::Accumulate::Off,
             ..default_params()
         }
     }
@@ -660,6 +665,69 @@ mod tests {
             ("20", Some("22"))
         );
         assert_eq!((alert.peak_z, alert.samples), (-21.0, 2));
+    }
+
+    /// Mean and population standard deviation by two passes.
+    fn two_pass(xs: &[f64]) -> (f64, f64) {
+        let n = xs.len() as f64;
+        let mean = xs.iter().sum::<f64>() / n;
+        let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+        (mean, var.sqrt())
+    }
+
+    #[test]
+    fn output_zscores_follow_the_definition() {
+        // Noise, a lasting drop that degrades and freezes the baseline, and
+        // the return; the shipped defaults but for a short window.
+        let p = DetectorParams {
+            window: 30,
+            min_samples: 10,
+            ..default_params()
+        };
+        let mut rng = fastrand::Rng::with_seed(11);
+        let values: Vec<f64> = (0..200)
+            .map(|i| {
+                let level = if (100..140).contains(&i) { 0.7 } else { 0.9 };
+                level + (rng.f64() - 0.5) * 0.02
+            })
+            .collect();
+        let mut csv = String::from("timestamp,value\n");
+        for (i, v) in values.iter().enumerate() {
+            csv.push_str(&format!("{i},{v}\n"));
+        }
+        let (out, _) = replay(&csv, p.clone());
+
+        // B: the samples that entered before x, by the rule of DESIGN.md,
+        // read off the states the replay wrote.
+        let mut baseline: Vec<f64> = Vec::new();
+        let mut states = Vec::new();
+        for (line, &x) in out.lines().skip(1).zip(&values) {
+            let fields: Vec<&str> = line.split(',').collect();
+            let state = fields[4];
+            let want = (baseline.len() >= p.min_samples).then(|| {
+                let (mean, stddev) = two_pass(&baseline);
+                (x - mean) / stddev.max(p.min_relative_stddev * mean.abs())
+            });
+            let got = (!fields[2].is_empty()).then(|| fields[2].parse::<f64>().unwrap());
+            match (got, want) {
+                (Some(g), Some(w)) => {
+                    assert!((g - w).abs() <= 1e-9 * (1.0 + w.abs()), "{line}: {w}")
+                }
+                (g, w) => assert_eq!(g, w, "{line}"),
+            }
+            let badness = want.map(|z| z.abs());
+            let calm = matches!(state, "learning" | "ok");
+            if calm && badness.is_none_or(|b| b < p.threshold) {
+                baseline.push(x);
+                if baseline.len() > p.window {
+                    baseline.remove(0);
+                }
+            }
+            states.push(state.to_owned());
+        }
+        // The drop was caught and held while the baseline stayed frozen.
+        assert_eq!(states[100], "degraded");
+        assert!(states[100..140].iter().all(|s| s == "degraded"));
     }
 
     #[test]

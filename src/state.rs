@@ -21,7 +21,7 @@ use crate::detector::{Evaluation, SavedDetector, State};
 
 const MAGIC: &[u8; 8] = b"DRIFTWCH";
 /// Bumped whenever the layout changes; an older or newer file is set aside.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The snapshot's name inside `--storage.path`.
 pub const FILE_NAME: &str = "driftwatch.snapshot";
 
@@ -120,6 +120,9 @@ fn encode_record(out: &mut Vec<u8>, id: u64, saved: &SavedDetector) {
     for x in saved.baseline.iter().take(len as usize) {
         out.extend_from_slice(&x.to_le_bytes());
     }
+    for x in saved.accumulator {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
 }
 
 /// Decodes a snapshot file's bytes; `path` names it in errors.
@@ -192,6 +195,7 @@ fn decode_record(reader: &mut Reader<'_>) -> Option<(u64, SavedDetector)> {
                 mean,
                 stddev,
                 window_samples,
+                evidence: None,
             })
         }
         _ => return None,
@@ -205,6 +209,7 @@ fn decode_record(reader: &mut Reader<'_>) -> Option<(u64, SavedDetector)> {
     let baseline = (0..len)
         .map(|_| reader.f64())
         .collect::<Option<Vec<f64>>>()?;
+    let accumulator = [reader.f32()?, reader.f32()?];
     Some((
         id,
         SavedDetector {
@@ -214,6 +219,7 @@ fn decode_record(reader: &mut Reader<'_>) -> Option<(u64, SavedDetector)> {
             breaches,
             last,
             baseline,
+            accumulator,
         },
     ))
 }
@@ -308,6 +314,10 @@ impl Reader<'_> {
     fn f64(&mut self) -> Option<f64> {
         self.take().map(f64::from_le_bytes)
     }
+
+    fn f32(&mut self) -> Option<f32> {
+        self.take().map(f32::from_le_bytes)
+    }
 }
 
 #[cfg(test)]
@@ -327,8 +337,10 @@ mod tests {
                 mean: Some(0.9),
                 stddev: None,
                 window_samples: baseline.len(),
+                evidence: None,
             }),
             baseline,
+            accumulator: [1.5, 0.0],
         }
     }
 

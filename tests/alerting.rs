@@ -26,7 +26,7 @@ fn config(target: &Target, extra: &str) -> String {
     let global = "global:\n  interval: 100ms\n  timeout: 80ms\n  \
                   external_labels: {cluster: test, replica: r1}\n";
     let detector = "detector:\n  window: 20\n  min_samples: 10\n  threshold: 3\n  \
-                    recover_threshold: 1.5\n  stale_after: 1h\n";
+                    recover_threshold: 1.5\n  recover_consecutive: 1\n  stale_after: 1h\n";
     let url = &target.url;
     let sources = format!(
         "sources:\n  - name: model\n    scrape:\n      url: {url}\n    watch:\n      \

@@ -15,7 +15,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 fn config(url: &str, direction: &str, window: usize, min_samples: usize) -> String {
     format!(
         "global:\n  interval: 100ms\n  timeout: 80ms\n\
-         detector:\n  window: {window}\n  min_samples: {min_samples}\n  threshold: 3\n  recover_threshold: 1.5\n  stale_after: 1h\n\
+         detector:\n  window: {window}\n  min_samples: {min_samples}\n  threshold: 3\n  recover_threshold: 1.5\n  recover_consecutive: 1\n  stale_after: 1h\n\
          sources:\n  - name: model\n    scrape:\n      url: {url}\n    watch:\n      - metric: model_accuracy\n        direction: {direction}\n"
     )
 }
@@ -93,8 +93,30 @@ async fn exported_zscore_and_baseline_match_the_definition() {
     assert!(close(got("driftwatch_series_baseline_stddev"), stddev));
     assert_eq!(got("driftwatch_series_window_samples"), 20.0);
     assert_eq!(got("driftwatch_series_degraded"), 0.0);
+    let evidence = got("driftwatch_series_evidence");
+    let want = ewma_zscore(&values, 20, 10);
+    assert!(
+        (evidence - want).abs() < 1e-5,
+        "evidence {evidence} != {want}"
+    );
     assert_eq!(daemon.transitions(), vec![("learning", "ok")]);
     daemon.shutdown().await;
+}
+
+/// The default accumulated statistic after the last of `values`: the EWMA
+/// (λ 0.15) of every verdict's z, clipped to the threshold of 3, over its
+/// in-control standard deviation. No sample here breaches, so each one
+/// entered the baseline.
+fn ewma_zscore(values: &[f64], window: usize, min_samples: usize) -> f64 {
+    let lambda: f64 = 0.15;
+    let spread = (lambda / (2.0 - lambda)).sqrt();
+    let mut e = 0.0;
+    for i in min_samples..values.len() {
+        let (mean, stddev) = two_pass(&values[i.saturating_sub(window)..i]);
+        let z = ((values[i] - mean) / stddev).clamp(-3.0, 3.0);
+        e = (1.0 - lambda) * e + lambda * z / spread;
+    }
+    e
 }
 
 #[tokio::test]

@@ -24,7 +24,7 @@ fn config(target: &str, alertmanager: &str, webhook: &str) -> String {
     format!(
         "global:\n  interval: 100ms\n  timeout: 80ms\n  snapshot_interval: 300ms\n\
          detector:\n  window: 200\n  min_samples: 10\n  direction: lower_is_worse\n\
-         \x20 relearn_after: 0s\n\
+         \x20 relearn_after: 0s\n  recover_consecutive: 1\n\
          sources:\n  - name: model\n    scrape: {{url: '{target}'}}\n    watch: [{{metric: model_accuracy}}]\n\
          alerting:\n  alertmanagers: [{{url: '{alertmanager}'}}]\n  resend_interval: 200ms\n\
          webhooks:\n  - {{name: retrain, url: '{webhook}/hook', events: [degraded, recovered], \

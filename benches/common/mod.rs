@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use driftwatch::config::{ScrapeConfig, SourceConfig, SourceKind, WatchConfig};
+use driftwatch::detector::{Accumulate, DetectorParams, Direction};
 use driftwatch::detector::{DEFAULT_MIN_RELATIVE_STDDEV, DEFAULT_MIN_STDDEV};
-use driftwatch::detector::{DetectorParams, Direction};
 use driftwatch::engine::{Ingest, Shared, SourceRuntime};
 use driftwatch::notify::Notifier;
 use driftwatch::parse::{ExpositionParser, Sample};
@@ -45,14 +45,19 @@ pub fn params() -> DetectorParams {
     DetectorParams {
         window: 100,
         min_samples: 20,
-        threshold: 3.0,
+        threshold: 5.0,
         for_duration: Duration::ZERO,
         consecutive: None,
         recover_threshold: 1.5,
+        recover_consecutive: 144,
         direction: Direction::Both,
-        relearn_after: Some(Duration::from_secs(6 * 3600)),
+        relearn_after: Some(Duration::from_secs(24 * 3600)),
         min_stddev: DEFAULT_MIN_STDDEV,
         min_relative_stddev: DEFAULT_MIN_RELATIVE_STDDEV,
+        accumulate: Accumulate::Ewma {
+            lambda: 0.15,
+            limit: 4.5,
+        },
     }
 }
 
