@@ -267,6 +267,7 @@ mod tests {
             mean: Some(1.0),
             stddev: Some(0.1),
             window_samples: 10,
+            evidence: None,
         }
     }
 
@@ -282,6 +283,8 @@ mod tests {
             relearn_after: None,
             min_stddev: 0.0,
             min_relative_stddev: 0.0,
+            recover_consecutive: 1,
+            accumulate: crate::detector::Accumulate::Off,
         };
         let detector = Detector::new(&params, 0);
         History::start(budget, &detector, 0, 1000).expect("budget left")

@@ -768,6 +768,7 @@ fn recent_table(html: &mut String, points: &[PlotPoint], now: i64) {
             mean: p.mean,
             stddev: p.stddev,
             window_samples: 0,
+            evidence: None,
         };
         numbers(html, Some(&evaluation));
         html.push_str("</tr>\n");
