@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::SourceKind;
-use crate::detector::{DetectorParams, Direction, Evaluation, State};
+use crate::detector::{Accumulate, DetectorParams, Direction, Evaluation, State};
 use crate::engine::{SeriesEntry, Shared, SourceRuntime, lock, own_labels, selected};
 use crate::history::{self, Change};
 use crate::notify::ReceiverStats;
@@ -807,6 +807,8 @@ fn settings_table(html: &mut String, d: &Detail) {
             p.consecutive.map_or("\u{2013}".into(), |n| n.to_string()),
         ),
         ("recover_threshold", p.recover_threshold.to_string()),
+        ("recover_consecutive", p.recover_consecutive.to_string()),
+        ("accumulate", accumulate(&p.accumulate)),
         ("direction", direction.to_owned()),
         (
             "relearn_after",
@@ -820,6 +822,17 @@ fn settings_table(html: &mut String, d: &Detail) {
         kv(html, k, &v);
     }
     html.push_str("</tbody></table>\n");
+}
+
+/// The accumulated statistic as its configuration keys would write it.
+fn accumulate(accumulate: &Accumulate) -> String {
+    match *accumulate {
+        Accumulate::Off => "none".to_owned(),
+        Accumulate::Ewma { lambda, limit } => {
+            format!("ewma (ewma_lambda {lambda}, ewma_threshold {limit})")
+        }
+        Accumulate::Cusum { k, h } => format!("cusum (cusum_slack {k}, cusum_threshold {h})"),
+    }
 }
 
 fn kv(html: &mut String, key: &str, value: &str) {
