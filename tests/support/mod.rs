@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod daemon;
+pub mod markup;
 pub mod prometheus;
 pub mod target;
 pub mod victoria;
