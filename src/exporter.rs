@@ -102,14 +102,29 @@ pub fn render(shared: &Shared, format: Format) -> String {
     out
 }
 
+/// Series rendered per hold of a source's lock: a few milliseconds of
+/// work, so a fetch of that source waits at most that long for a render.
+const SLOTS_PER_LOCK: usize = 4096;
+
+/// One pass over the sources, writing each family into its own buffer so
+/// the families come out contiguous. A source's lock is taken per run of
+/// [`SLOTS_PER_LOCK`] slots, never for a whole render, so that rendering a
+/// million series does not stall the fetches and detection of its sources.
+/// A series that is dropped as stale and comes back within one render may
+/// land in a freed slot not yet visited and show twice in that one render.
 fn render_series(shared: &Shared, format: Format, out: &mut String) {
-    // One pass over the sources, locking each once, writing each family into
-    // its own buffer so the families come out contiguous.
     let mut families: [String; 6] = Default::default();
     for source in shared.sources().iter() {
-        let table = lock(&source.table);
-        for entry in table.iter() {
-            write_series(&mut families, entry);
+        let mut start = 0;
+        loop {
+            let table = lock(&source.table);
+            if start >= table.slot_count() {
+                break;
+            }
+            for entry in table.slots(start, SLOTS_PER_LOCK) {
+                write_series(&mut families, entry);
+            }
+            start += SLOTS_PER_LOCK;
         }
     }
     for ((name, help), body) in SERIES_FAMILIES.iter().zip(&families) {

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -80,9 +80,46 @@ async fn prometheus_scrapes_driftwatch_and_queries_its_zscores() {
 
 #[tokio::test]
 async fn promtool_accepts_the_exposition() {
-    let promtool = require_program("promtool", "prometheus");
     let (_target, daemon) = started_daemon().await;
-    let metrics = daemon.metrics().await;
+    promtool_check(&daemon.metrics().await);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn gzip_is_served_when_asked_for_and_holds_the_same_exposition() {
+    let (_target, daemon) = started_daemon().await;
+    let plain = daemon.metrics().await;
+    // A client that leaves the body as it came, so the test sees the gzip.
+    let raw = driftwatch::daemon::client_builder().no_gzip().build().unwrap();
+    let response = raw
+        .get(format!("{}/metrics", daemon.base_url))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    let compressed = response.bytes().await.unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_string(&mut text)
+        .expect("a gzip body");
+    assert!(compressed.len() < text.len());
+
+    // Values move between the two fetches (scrape durations); the
+    // series and their order do not.
+    let series = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| l.rsplit_once(' ').map_or(l, |(series, _)| series).to_owned())
+            .collect()
+    };
+    assert_eq!(series(&text), series(&plain));
+    promtool_check(&text);
+    daemon.shutdown().await;
+}
+
+/// Fails the test unless `promtool check metrics` accepts `metrics` silently.
+fn promtool_check(metrics: &str) {
+    let promtool = require_program("promtool", "prometheus");
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -106,7 +143,6 @@ async fn promtool_accepts_the_exposition() {
         output.status.success() && report.trim().is_empty(),
         "promtool check metrics:\n{report}\n---\n{metrics}"
     );
-    daemon.shutdown().await;
 }
 
 #[tokio::test]
