@@ -16,9 +16,9 @@
 #[path = "../benches/common/mod.rs"]
 mod common;
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io::Write as _;
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -151,7 +151,10 @@ fn count(counts: &Counts, query: Option<&str>) {
 /// One `who count` line per scraper.
 fn report(counts: &Counts) -> Response<Full<Bytes>> {
     let counts = counts.lock().unwrap_or_else(|e| e.into_inner());
-    let text: String = counts.iter().map(|(who, n)| format!("{who} {n}\n")).collect();
+    let text: String = counts
+        .iter()
+        .map(|(who, n)| format!("{who} {n}\n"))
+        .collect();
     Response::new(Full::new(Bytes::from(text)))
 }
 

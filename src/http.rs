@@ -110,7 +110,11 @@ async fn metrics(api: &Api, request: &Request<Incoming>) -> Response<Full<Bytes>
     let shared = Arc::clone(&api.shared);
     let rendered = tokio::task::spawn_blocking(move || {
         let body = exporter::render(&shared, format);
-        if gzip { compress(body.as_bytes()) } else { Ok(body.into_bytes()) }
+        if gzip {
+            compress(body.as_bytes())
+        } else {
+            Ok(body.into_bytes())
+        }
     })
     .await;
     let body = match rendered {
@@ -126,7 +130,10 @@ async fn metrics(api: &Api, request: &Request<Incoming>) -> Response<Full<Bytes>
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
     if gzip {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));

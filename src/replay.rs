@@ -679,7 +679,10 @@ mod tests {
         assert_eq!(parse_timestamp("1970-01-01T00:00:01Z"), Some(1000));
         assert_eq!(parse_timestamp("1970-01-01 00:00:01.250000"), Some(1250));
         assert_eq!(parse_timestamp("1970-01-01T01:00:00+01:00"), Some(0));
-        assert_eq!(parse_timestamp("1970-01-01T00:00:00-01:00"), Some(3_600_000));
+        assert_eq!(
+            parse_timestamp("1970-01-01T00:00:00-01:00"),
+            Some(3_600_000)
+        );
         assert_eq!(parse_timestamp("soon"), None);
         assert_eq!(format_ms(1500), "1970-01-01T00:00:01.500Z");
     }

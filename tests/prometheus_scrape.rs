@@ -90,7 +90,10 @@ async fn gzip_is_served_when_asked_for_and_holds_the_same_exposition() {
     let (_target, daemon) = started_daemon().await;
     let plain = daemon.metrics().await;
     // A client that leaves the body as it came, so the test sees the gzip.
-    let raw = driftwatch::daemon::client_builder().no_gzip().build().unwrap();
+    let raw = driftwatch::daemon::client_builder()
+        .no_gzip()
+        .build()
+        .unwrap();
     let response = raw
         .get(format!("{}/metrics", daemon.base_url))
         .header("Accept-Encoding", "gzip")
@@ -109,7 +112,11 @@ async fn gzip_is_served_when_asked_for_and_holds_the_same_exposition() {
     // series and their order do not.
     let series = |text: &str| -> Vec<String> {
         text.lines()
-            .map(|l| l.rsplit_once(' ').map_or(l, |(series, _)| series).to_owned())
+            .map(|l| {
+                l.rsplit_once(' ')
+                    .map_or(l, |(series, _)| series)
+                    .to_owned()
+            })
             .collect()
     };
     assert_eq!(series(&text), series(&plain));

@@ -78,7 +78,15 @@ async fn watched(replica: &Replica) -> BTreeSet<String> {
 
 async fn split(dir: &Path, url: &str, total: u32) -> Vec<BTreeSet<String>> {
     let replicas: Vec<Replica> = (0..total)
-        .map(|i| start(dir, url, &format!("{total}-{i}"), &shard_flags(i, total), &[]))
+        .map(|i| {
+            start(
+                dir,
+                url,
+                &format!("{total}-{i}"),
+                &shard_flags(i, total),
+                &[],
+            )
+        })
         .collect();
     let mut shards = Vec::new();
     for replica in &replicas {
@@ -113,7 +121,10 @@ async fn three_replicas_watch_every_series_exactly_once_and_a_fourth_takes_a_qua
     let four = split(dir.path(), &target.url, 4).await;
     assert_partition(&four, &everything);
     for (i, (old, new)) in three.iter().zip(&four).enumerate() {
-        assert!(new.is_subset(old), "replica {i} gained series from another old replica");
+        assert!(
+            new.is_subset(old),
+            "replica {i} gained series from another old replica"
+        );
     }
     let moved = four[3].len() as f64 / SERIES as f64;
     assert!((0.15..0.35).contains(&moved), "{moved} of the series moved");
