@@ -4,7 +4,7 @@
 # window 100, for --minutes M. Prints driftwatch's share of one core, CPU per
 # sample and memory (Pss) per series in the steady state, whether every
 # source was fetched every interval, and how long a gzip /metrics of all the
-# series takes to fetch at the end.
+# series takes to fetch at the end and what it adds to the peak memory.
 #
 # Needs: curl and the release binaries, built unless --no-build:
 #   cargo build --release --bin driftwatch --example target
@@ -118,10 +118,13 @@ load1=$(cut -d' ' -f1-3 /proc/loadavg)
 per_source=$(curl -sf "http://127.0.0.1:$target_port/requests" |
     awk '/^driftwatch-/ { print $2 }' | sort -n | sed -n '1p;$p' | tr '\n' ' ')
 
-# After the measurement: the whole /metrics, gzip, as Prometheus fetches it.
+# After the measurement: the whole /metrics, gzip, as Prometheus fetches it,
+# and the peak resident memory before and after (a render is held whole).
+peak0=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
 read -r metrics_seconds metrics_bytes < <(curl -s -o "$work/metrics.gz" \
     -H 'Accept-Encoding: gzip' -w '%{time_total} %{size_download}\n' \
     "http://127.0.0.1:$driftwatch_port/metrics")
+peak1=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
 tracked=$(gzip -dc "$work/metrics.gz" | awk '$1 == "driftwatch_series_tracked" { print $2 }')
 skipped=$(gzip -dc "$work/metrics.gz" |
     awk '/^driftwatch_samples_skipped_total/ { s += $2 } END { print s + 0 }')
@@ -130,7 +133,8 @@ awk -v hz="$(getconf CLK_TCK)" -v c0="$cpu0" -v c1="$cpu1" -v f0="$fetch0" -v f1
     -v t0="$start" -v t1="$end" -v series="$series" -v total="$total" -v pss="$pss" \
     -v interval="$interval" -v minutes="$minutes" -v load0="$load0" -v load1="$load1" \
     -v per_source="$per_source" -v tracked="${tracked:-?}" -v skipped="$skipped" \
-    -v ms="$metrics_seconds" -v mb="$metrics_bytes" -v cores="$(nproc)" '
+    -v ms="$metrics_seconds" -v mb="$metrics_bytes" -v cores="$(nproc)" \
+    -v peak0="$peak0" -v peak1="$peak1" '
 BEGIN {
     cpu = (c1 - c0) / hz; wall = t1 - t0; samples = (f1 - f0) * series
     printf "driftwatch alone: %d series (%d targets), %d s interval, window 100, %d min measured\n",
@@ -143,4 +147,5 @@ BEGIN {
         per_source, minutes * 60 / interval, minutes
     printf "tracked series %s, samples skipped %s\n", tracked, skipped
     printf "GET /metrics (gzip): %.2f s, %.1f MB compressed\n", ms, mb / 1e6
+    printf "peak resident memory: %.1f MiB before that GET, %.1f MiB after\n", peak0 / 1024, peak1 / 1024
 }'
