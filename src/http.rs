@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use flate2::write::GzEncoder;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY};
@@ -14,7 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::detector::State;
 use crate::engine::{self, Shared, lock, own_labels};
@@ -24,10 +25,17 @@ use crate::selector::Selector;
 /// A reload request from the API, answered with the problems if any.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
+/// Renders of /metrics that may run at once. Each holds a whole exposition
+/// in memory (hundreds of megabytes at a million series), so scrapers beyond
+/// an HA pair of Prometheus servers wait their turn rather than multiply it.
+pub const CONCURRENT_RENDERS: usize = 2;
+
 /// What the handlers need.
 pub struct Api {
     pub shared: Arc<Shared>,
     pub reload: mpsc::Sender<ReloadRequest>,
+    /// [`CONCURRENT_RENDERS`] permits.
+    pub renders: Semaphore,
 }
 
 /// Serves until `shutdown` completes. Connections in flight are left to
@@ -107,13 +115,21 @@ async fn metrics(api: &Api, request: &Request<Incoming>) -> Response<Full<Bytes>
     let format = Format::from_accept(accept);
     let encoding = headers.get(ACCEPT_ENCODING).and_then(|v| v.to_str().ok());
     let gzip = accepts_gzip(encoding);
+    // The semaphore is never closed, so waiting always ends with a permit.
+    let _permit = api.renders.acquire().await;
     let shared = Arc::clone(&api.shared);
     let rendered = tokio::task::spawn_blocking(move || {
-        let body = exporter::render(&shared, format);
         if gzip {
-            compress(body.as_bytes())
+            // Compressed as it is rendered, so the whole text is never
+            // held; at the fastest level, since exposition text still
+            // shrinks about tenfold for a fraction of the default's CPU.
+            let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            exporter::render_into(&shared, format, &mut encoder)?;
+            encoder.finish()
         } else {
-            Ok(body.into_bytes())
+            let mut body = Vec::new();
+            exporter::render_into(&shared, format, &mut body)?;
+            Ok(body)
         }
     })
     .await;
@@ -163,16 +179,6 @@ fn accepts_gzip(header: Option<&str>) -> bool {
         (Some(&(_, admitted)), _) | (None, Some(&(_, admitted))) => admitted,
         (None, None) => false,
     }
-}
-
-/// gzip at the fastest level: exposition text is repetitive enough that it
-/// still shrinks about tenfold, for a fraction of the CPU of the default.
-fn compress(text: &[u8]) -> std::io::Result<Vec<u8>> {
-    use std::io::Write as _;
-    let buffer = Vec::with_capacity(text.len() / 8);
-    let mut encoder = flate2::write::GzEncoder::new(buffer, flate2::Compression::fast());
-    encoder.write_all(text)?;
-    encoder.finish()
 }
 
 async fn reload(api: &Api) -> Response<Full<Bytes>> {
