@@ -118,21 +118,7 @@ async fn metrics(api: &Api, request: &Request<Incoming>) -> Response<Full<Bytes>
     // The semaphore is never closed, so waiting always ends with a permit.
     let _permit = api.renders.acquire().await;
     let shared = Arc::clone(&api.shared);
-    let rendered = tokio::task::spawn_blocking(move || {
-        if gzip {
-            // Compressed as it is rendered, so the whole text is never
-            // held; at the fastest level, since exposition text still
-            // shrinks about tenfold for a fraction of the default's CPU.
-            let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            exporter::render_into(&shared, format, &mut encoder)?;
-            encoder.finish()
-        } else {
-            let mut body = Vec::new();
-            exporter::render_into(&shared, format, &mut body)?;
-            Ok(body)
-        }
-    })
-    .await;
+    let rendered = tokio::task::spawn_blocking(move || render_body(&shared, format, gzip)).await;
     let body = match rendered {
         Ok(Ok(body)) => body,
         Ok(Err(e)) => {
@@ -155,6 +141,20 @@ async fn metrics(api: &Api, request: &Request<Incoming>) -> Response<Full<Bytes>
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     response
+}
+
+/// The exposition, gzip-compressed as it is rendered when `gzip`, so the
+/// whole text is never held; at the fastest level, since exposition text
+/// still shrinks about tenfold for a fraction of the default's CPU.
+fn render_body(shared: &Shared, format: Format, gzip: bool) -> std::io::Result<Vec<u8>> {
+    if !gzip {
+        let mut body = Vec::new();
+        exporter::render_into(shared, format, &mut body)?;
+        return Ok(body);
+    }
+    let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    exporter::render_into(shared, format, &mut encoder)?;
+    encoder.finish()
 }
 
 /// Whether `Accept-Encoding` admits gzip: named without `q=0`, or, when
