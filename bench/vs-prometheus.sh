@@ -238,8 +238,12 @@ BEGIN {
     printf "memory per series, driftwatch / Prometheus ingest+rule: %.4f\n", per(mem[2], mem[1])
     printf "rule cost (ingest+rule minus ingest): %.1f us per series per evaluation\n",
         per(c1 - c0 * per(s1, s0), s1)
-    printf "\nWindows hold up to %d of %d samples after this run: the rule ranges and\n", fill, window
-    printf "driftwatch rings are not yet full, and Prometheus holds few samples per\n"
-    printf "series in its head; run --minutes %d or more for the full-window steady state.\n",
-        int(window * interval / 60) + 2
+    if (fill < window) {
+        printf "\nWindows hold up to %d of %d samples after this run: the rule ranges and\n", fill, window
+        printf "driftwatch rings are not yet full, and Prometheus holds few samples per\n"
+        printf "series in its head; run --minutes %d or more for the full-window steady state.\n",
+            int(window * interval / 60) + 2
+    } else {
+        printf "\nWindows are full (%d samples) by the end of this run.\n", window
+    }
 }'
