@@ -215,13 +215,18 @@ def check_driftwatch_container(c, volumes, where, persistence):
 
 
 def check_workload(docs, values, where, driftwatch):
-    """The Deployment, its ConfigMap and Service, as every mode renders them."""
+    """The Deployment (StatefulSet when sharded), its ConfigMap and Service,
+    as every mode renders them."""
     config = driftwatch_config(docs, where, driftwatch)
-    deployment = one(docs, "Deployment", where)
+    sharded = values.get("mode") == "sharded"
+    deployment = one(docs, "StatefulSet" if sharded else "Deployment", where)
     if deployment is None:
         return config, None
     template = deployment["spec"]["template"]
     pod = template["spec"]
+    volumes = list(pod.get("volumes", []))
+    if sharded:
+        volumes += check_shards(docs, deployment, values, where)
     annotations = template["metadata"].get("annotations", {})
     if not re.fullmatch(r"[0-9a-f]{64}", str(annotations.get("checksum/config", ""))):
         problem(where, f"pod template has no checksum/config annotation: {annotations}")
@@ -231,11 +236,11 @@ def check_workload(docs, values, where, driftwatch):
     persistence = values.get("persistence", {}).get("enabled", False)
     c = container(pod, "driftwatch", where)
     if c is not None:
-        cm_name, data = check_driftwatch_container(c, pod.get("volumes", []), where, persistence)
+        cm_name, data = check_driftwatch_container(c, volumes, where, persistence)
         cms = [d["metadata"]["name"] for d in by_kind(docs, "ConfigMap")]
         if cm_name not in cms:
             problem(where, f"the config volume names ConfigMap {cm_name}, which is not rendered ({cms})")
-        if persistence and data is not None and "persistentVolumeClaim" in data:
+        if persistence and not sharded and data is not None and "persistentVolumeClaim" in data:
             claim = data["persistentVolumeClaim"]["claimName"]
             if claim not in [d["metadata"]["name"] for d in by_kind(docs, "PersistentVolumeClaim")]:
                 problem(where, f"the data volume names claim {claim}, which is not rendered")
@@ -251,6 +256,36 @@ def check_workload(docs, values, where, driftwatch):
         if not selector or any(pod_labels.get(k) != v for k, v in selector.items()):
             problem(where, f"the Service selector {selector} does not match the pod labels {pod_labels}")
     return config, deployment
+
+
+def check_shards(docs, statefulset, values, where):
+    """mode: sharded: one pod per shard, each told the total by flag and its
+    index by its own name, named through a headless Service. Returns the
+    claim templates as the volumes they become in each pod."""
+    spec = statefulset["spec"]
+    shards = values.get("sharding", {}).get("shards", 3)
+    if spec.get("replicas") != shards:
+        problem(where, f"the StatefulSet has {spec.get('replicas')} replicas, expected {shards} shards")
+    services = {d["metadata"]["name"]: d for d in by_kind(docs, "Service")}
+    service = services.get(spec.get("serviceName"))
+    if service is None:
+        problem(where, f"the StatefulSet's serviceName {spec.get('serviceName')!r} is not a rendered Service")
+    elif service["spec"].get("clusterIP") != "None":
+        problem(where, "the StatefulSet's Service is not headless (clusterIP: None)")
+    c = container(spec["template"]["spec"], "driftwatch", where) or {}
+    args = c.get("args", [])
+    if f"--shard.total={shards}" not in args:
+        problem(where, f"driftwatch args lack --shard.total={shards}: {args}")
+    if any(a.startswith("--shard.index") for a in args):
+        problem(where, "every shard would take the same --shard.index; the index comes from POD_NAME")
+    env = {e.get("name"): e for e in c.get("env", [])}
+    field = env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+    if field != "metadata.name":
+        problem(where, f"POD_NAME is not the pod's metadata.name from the downward API: {env.get('POD_NAME')}")
+    if by_kind(docs, "PersistentVolumeClaim"):
+        problem(where, "a sharded StatefulSet should make its claims from volumeClaimTemplates")
+    return [{"name": t["metadata"]["name"], "persistentVolumeClaim": {"claimName": t["metadata"]["name"]}}
+            for t in spec.get("volumeClaimTemplates", [])]
 
 
 def check_service_monitor(docs, where):
@@ -516,9 +551,9 @@ def main():
                     problem(where, "the dashboard ConfigMap is not labelled grafana_dashboard: \"1\"")
                 if cm.get("data", {}).get("driftwatch.json") != dashboard_file:
                     problem(where, "the dashboard ConfigMap does not hold dashboards/driftwatch.json as it is")
-        if values.get("persistence", {}).get("enabled"):
+        if values.get("persistence", {}).get("enabled") and values.get("mode") != "sharded":
             one(docs, "PersistentVolumeClaim", where)
-    for kind in ("Deployment", "Service", "ConfigMap", "ServiceAccount", "PersistentVolumeClaim",
+    for kind in ("Deployment", "StatefulSet", "Service", "ConfigMap", "ServiceAccount", "PersistentVolumeClaim",
                  "ServiceMonitor", "PrometheusRule"):
         if kind not in kinds_seen:
             problem("ci/", f"no values file renders a {kind}")
@@ -548,6 +583,8 @@ def main():
         ({"mode": "daemonset"}, "mode must be"),
         ({"persistence": {"enabled": True}, "replicaCount": 2}, "replicaCount 1"),
         ({"serviceMonitor": {"enabled": True}, "service": {"enabled": False}}, "needs service.enabled"),
+        ({"mode": "sharded", "service": {"enabled": False}}, "needs service.enabled"),
+        ({"mode": "sharded", "sharding": {"shards": 0}}, "at least 1"),
     ):
         error = render_error(chart, bad)
         if error is None or expect not in error:

@@ -72,6 +72,7 @@ pub async fn run(
     let api = Arc::new(Api {
         shared: Arc::clone(engine.shared()),
         reload: reload_tx,
+        renders: tokio::sync::Semaphore::new(http::CONCURRENT_RENDERS),
     });
     let (stop_http, http_stopped) = oneshot::channel::<()>();
     let address = listener.local_addr()?;

@@ -316,6 +316,23 @@ impl SeriesTable {
         self.slots.iter_mut().flatten()
     }
 
+    /// The series in slots `start..start + count`, so that a long walk (a
+    /// render of /metrics) can let go of the lock between runs of slots.
+    /// Empty once `start` is past the last slot.
+    pub fn slots(&self, start: usize, count: usize) -> impl Iterator<Item = &SeriesEntry> {
+        let end = start.saturating_add(count).min(self.slots.len());
+        self.slots
+            .get(start..end)
+            .unwrap_or_default()
+            .iter()
+            .flatten()
+    }
+
+    /// One past the last slot in use or free.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Makes room for `new` more series. A source's series arrive together
     /// in its first fetch, so room is made for exactly those rather than
     /// doubling past them (up to twice the memory the slots need); later

@@ -7,10 +7,12 @@
 //! than formatting the numbers.
 
 use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
 use crate::detector::State;
-use crate::engine::{SeriesEntry, Shared, SkipCause, lock};
+use crate::engine::{SeriesEntry, SeriesTable, Shared, SkipCause, lock};
 
 /// Every metric name driftwatch exports, in one place.
 pub mod names {
@@ -98,72 +100,102 @@ const SERIES_FAMILIES: [(&str, &str); 7] = [
     ),
 ];
 
-/// Renders the whole exposition.
+/// Renders the whole exposition into a string.
 pub fn render(shared: &Shared, format: Format) -> String {
-    let mut out = String::with_capacity(64 * 1024);
-    render_series(shared, format, &mut out);
+    let mut body = Vec::with_capacity(64 * 1024);
+    // Writing into a Vec cannot fail.
+    let _ = render_into(shared, format, &mut body);
+    // Everything written came from `&str`, so it is UTF-8.
+    String::from_utf8(body).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Renders the whole exposition into `sink` a megabyte at a time, so that
+/// a gzip sink holds only the compressed text: a million series are about
+/// a gigabyte of text but a few tens of megabytes of gzip.
+pub fn render_into(shared: &Shared, format: Format, sink: &mut impl Write) -> io::Result<()> {
+    let mut out = String::with_capacity(FLUSH_AT + 64 * 1024);
+    render_series(shared, format, &mut out, sink)?;
     render_self(shared, format, &mut out);
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");
     }
-    out
+    sink.write_all(out.as_bytes())
 }
 
-fn render_series(shared: &Shared, format: Format, out: &mut String) {
-    // One pass over the sources, locking each once, writing each family into
-    // its own buffer so the families come out contiguous.
-    let mut families: [String; 7] = Default::default();
-    for source in shared.sources().iter() {
-        let table = lock(&source.table);
-        for entry in table.iter() {
-            write_series(&mut families, entry);
+/// Text buffered before it goes to the sink.
+const FLUSH_AT: usize = 1 << 20;
+
+/// Series rendered per hold of a source's lock: a few milliseconds of
+/// work, so a fetch of that source waits at most that long for a render.
+const SLOTS_PER_LOCK: usize = 4096;
+
+/// One pass over the sources per family, so the families come out
+/// contiguous without a buffer each. A source's lock is taken per run of
+/// [`SLOTS_PER_LOCK`] slots, never for a whole render, so that rendering a
+/// million series does not stall the fetches and detection of its sources;
+/// the text goes to the sink with no lock held. A series created during a
+/// render may be in some families and not others, and one that is dropped
+/// as stale and comes back within one render may land in a freed slot not
+/// yet visited and show twice in that one render.
+fn render_series(
+    shared: &Shared,
+    format: Format,
+    out: &mut String,
+    sink: &mut impl Write,
+) -> io::Result<()> {
+    for (family, (name, help)) in SERIES_FAMILIES.iter().enumerate() {
+        header(out, format, name, help, Kind::Gauge);
+        for source in shared.sources().iter() {
+            let mut start = 0;
+            while write_slots(&source.table, start, family, out) {
+                start += SLOTS_PER_LOCK;
+                if out.len() >= FLUSH_AT {
+                    sink.write_all(out.as_bytes())?;
+                    out.clear();
+                }
+            }
         }
     }
-    for ((name, help), body) in SERIES_FAMILIES.iter().zip(&families) {
-        header(out, format, name, help, Kind::Gauge);
-        out.push_str(body);
-    }
+    Ok(())
 }
 
-fn write_series(families: &mut [String; 7], entry: &SeriesEntry) {
-    let labels = &*entry.export_labels;
-    let degraded = if entry.detector.state() == State::Degraded {
-        1.0
-    } else {
-        0.0
+/// Writes one family's samples of the series in a run of slots from
+/// `start`; false when `start` is past the last slot.
+fn write_slots(table: &Mutex<SeriesTable>, start: usize, family: usize, out: &mut String) -> bool {
+    let table = lock(table);
+    if start >= table.slot_count() {
+        return false;
+    }
+    for entry in table.slots(start, SLOTS_PER_LOCK) {
+        write_sample(out, family, entry);
+    }
+    true
+}
+
+/// The sample of `entry` in family `family` (an index of
+/// [`SERIES_FAMILIES`]), if it has one: only `degraded` before the first
+/// evaluation, and z-score, mean and standard deviation once the baseline
+/// gives them.
+fn write_sample(out: &mut String, family: usize, entry: &SeriesEntry) {
+    let last = entry.detector.last();
+    let value = match (family, &last) {
+        (5, _) => Some(if entry.detector.state() == State::Degraded {
+            1.0
+        } else {
+            0.0
+        }),
+        (_, None) => None,
+        (0, Some(last)) => last.zscore,
+        (1, Some(last)) => last.mean.filter(|_| last.stddev.is_some()),
+        (2, Some(last)) => last.stddev.filter(|_| last.mean.is_some()),
+        (3, Some(last)) => Some(last.value),
+        (4, Some(last)) => Some(last.window_samples as f64),
+        (6, Some(last)) => last.evidence,
+        _ => None,
     };
-    let Some(last) = entry.detector.last() else {
-        sample(&mut families[5], names::SERIES_DEGRADED, labels, degraded);
-        return;
-    };
-    if let Some(z) = last.zscore {
-        sample(&mut families[0], names::SERIES_ZSCORE, labels, z);
+    if let Some(value) = value {
+        sample(out, SERIES_FAMILIES[family].0, &entry.export_labels, value);
     }
-    if let Some(evidence) = last.evidence {
-        sample(&mut families[6], names::SERIES_EVIDENCE, labels, evidence);
-    }
-    if let (Some(mean), Some(stddev)) = (last.mean, last.stddev) {
-        sample(&mut families[1], names::SERIES_BASELINE_MEAN, labels, mean);
-        sample(
-            &mut families[2],
-            names::SERIES_BASELINE_STDDEV,
-            labels,
-            stddev,
-        );
-    }
-    sample(
-        &mut families[3],
-        names::SERIES_LAST_VALUE,
-        labels,
-        last.value,
-    );
-    sample(
-        &mut families[4],
-        names::SERIES_WINDOW_SAMPLES,
-        labels,
-        last.window_samples as f64,
-    );
-    sample(&mut families[5], names::SERIES_DEGRADED, labels, degraded);
 }
 
 fn render_self(shared: &Shared, format: Format, out: &mut String) {

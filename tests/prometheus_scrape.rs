@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -80,9 +80,92 @@ async fn prometheus_scrapes_driftwatch_and_queries_its_zscores() {
 
 #[tokio::test]
 async fn promtool_accepts_the_exposition() {
-    let promtool = require_program("promtool", "prometheus");
     let (_target, daemon) = started_daemon().await;
-    let metrics = daemon.metrics().await;
+    promtool_check(&daemon.metrics().await);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn gzip_is_served_when_asked_for_and_holds_the_same_exposition() {
+    let (_target, daemon) = started_daemon().await;
+    let plain = daemon.metrics().await;
+    let text = gzip_metrics(&daemon).await;
+
+    // Values move between the two fetches (scrape durations); the
+    // series and their order do not.
+    let series = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| {
+                l.rsplit_once(' ')
+                    .map_or(l, |(series, _)| series)
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(series(&text), series(&plain));
+    promtool_check(&text);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_large_exposition_comes_whole_plain_and_gzip() {
+    // More series than one hold of a source's lock renders, and more text
+    // than one flush to the gzip encoder.
+    const SERIES: usize = 10_000;
+    let target = Target::start().await;
+    let labels: Vec<String> = (0..SERIES).map(|i| format!("model=\"m{i}\"")).collect();
+    let samples: Vec<(&str, f64)> = labels.iter().map(|l| (l.as_str(), 0.9)).collect();
+    target.set_fallback(Answer::Body(gauge("model_accuracy", &samples)));
+    let daemon = Daemon::start(&config(&target.url)).await;
+    let plain = wait_until(
+        "every series on /metrics",
+        Duration::from_secs(30),
+        || async {
+            let metrics = support::get_text(&format!("{}/metrics", daemon.base_url)).await?;
+            let tracked = support::sample_value(&metrics, "driftwatch_series_tracked", &[])?;
+            (tracked == SERIES as f64).then_some(metrics)
+        },
+    )
+    .await;
+    let gzip = gzip_metrics(&daemon).await;
+
+    let degraded = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("driftwatch_series_degraded{"))
+            .count()
+    };
+    assert_eq!(degraded(&plain), SERIES);
+    assert_eq!(degraded(&gzip), SERIES);
+    promtool_check(&gzip);
+    daemon.shutdown().await;
+}
+
+/// GETs /metrics asking for gzip, checks it came compressed, and inflates it.
+async fn gzip_metrics(daemon: &Daemon) -> String {
+    // A client that leaves the body as it came, so the test sees the gzip.
+    let raw = driftwatch::daemon::client_builder()
+        .no_gzip()
+        .build()
+        .unwrap();
+    let response = raw
+        .get(format!("{}/metrics", daemon.base_url))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    let compressed = response.bytes().await.unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_string(&mut text)
+        .expect("a gzip body");
+    assert!(compressed.len() < text.len());
+    text
+}
+
+/// Fails the test unless `promtool check metrics` accepts `metrics` silently.
+fn promtool_check(metrics: &str) {
+    let promtool = require_program("promtool", "prometheus");
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -106,7 +189,6 @@ async fn promtool_accepts_the_exposition() {
         output.status.success() && report.trim().is_empty(),
         "promtool check metrics:\n{report}\n---\n{metrics}"
     );
-    daemon.shutdown().await;
 }
 
 #[tokio::test]

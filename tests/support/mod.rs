@@ -136,6 +136,18 @@ pub fn start_binary(config: &Path, log: &Path, port: u16) -> ChildGuard {
 /// As [`start_binary`], with more flags; the log is appended to, so one
 /// file can hold the logs of several runs.
 pub fn start_binary_with(config: &Path, log: &Path, port: u16, flags: &[String]) -> ChildGuard {
+    start_binary_env(config, log, port, flags, &[])
+}
+
+/// As [`start_binary_with`], with environment variables set for the
+/// daemon (`POD_NAME`, as Kubernetes sets it from the downward API).
+pub fn start_binary_env(
+    config: &Path,
+    log: &Path,
+    port: u16,
+    flags: &[String],
+    env: &[(&str, &str)],
+) -> ChildGuard {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -146,6 +158,7 @@ pub fn start_binary_with(config: &Path, log: &Path, port: u16, flags: &[String])
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--log.format=json")
         .args(flags)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

@@ -104,12 +104,24 @@ driftwatch.yml) and `driftwatch-data` (/var/lib/driftwatch), which
     - --storage.path=/var/lib/driftwatch
     - --log.level={{ .Values.log.level }}
     - --log.format={{ .Values.log.format }}
+    {{- if eq .Values.mode "sharded" }}
+    - --shard.total={{ .Values.sharding.shards }}
+    {{- end }}
     {{- range .Values.extraArgs }}
     - {{ . | quote }}
     {{- end }}
-  {{- with .Values.extraEnv }}
+  {{- if or .Values.extraEnv (eq .Values.mode "sharded") }}
   env:
+    {{- if eq .Values.mode "sharded" }}
+    # The shard index is the ordinal ending the StatefulSet pod's name.
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    {{- end }}
+    {{- with .Values.extraEnv }}
     {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- end }}
   ports:
     - name: http-metrics
@@ -147,6 +159,8 @@ driftwatch.yml) and `driftwatch-data` (/var/lib/driftwatch), which
 - name: driftwatch-config
   configMap:
     name: {{ include "driftwatch.configMapName" . }}
+{{- /* A sharded StatefulSet's claim template provides driftwatch-data. */}}
+{{- if not (and .Values.persistence.enabled (eq .Values.mode "sharded")) }}
 - name: driftwatch-data
   {{- if .Values.persistence.enabled }}
   persistentVolumeClaim:
@@ -157,6 +171,7 @@ driftwatch.yml) and `driftwatch-data` (/var/lib/driftwatch), which
     sizeLimit: {{ . }}
     {{- end }}
   {{- end }}
+{{- end }}
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
@@ -164,10 +179,17 @@ driftwatch.yml) and `driftwatch-data` (/var/lib/driftwatch), which
 
 {{/* What the values must satisfy; fails the render with a clear message. */}}
 {{- define "driftwatch.validate" -}}
-{{- if not (has .Values.mode (list "standalone" "sidecar" "embedded")) -}}
-{{- fail (printf "mode must be standalone, sidecar or embedded, not %q" .Values.mode) -}}
+{{- if not (has .Values.mode (list "standalone" "sidecar" "embedded" "sharded")) -}}
+{{- fail (printf "mode must be standalone, sidecar, embedded or sharded, not %q" .Values.mode) -}}
 {{- end -}}
-{{- if and .Values.persistence.enabled (gt (int .Values.replicaCount) 1) -}}
+{{- if eq .Values.mode "sharded" -}}
+{{- if lt (int .Values.sharding.shards) 1 -}}
+{{- fail "sharding.shards must be at least 1" -}}
+{{- end -}}
+{{- if not .Values.service.enabled -}}
+{{- fail "mode: sharded needs service.enabled: the StatefulSet names its pods through the headless Service" -}}
+{{- end -}}
+{{- else if and .Values.persistence.enabled (gt (int .Values.replicaCount) 1) -}}
 {{- fail "persistence.enabled needs replicaCount 1: a ReadWriteOnce volume belongs to one pod" -}}
 {{- end -}}
 {{- if not .Values.config.sources -}}
