@@ -146,21 +146,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
     };
     let mut flags = Flags::default();
     while let Some(arg) = args.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
-            None => (arg.clone(), None),
-        };
+        let (name, inline) = split_flag(&arg);
         match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "--version" => return Ok(Command::Version),
             _ => {}
         }
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or(format!("flag {name} needs a value"))
-        };
+        let mut value = || flag_value(&name, inline.clone(), &mut args);
         match name.as_str() {
             "--config.file" => flags.config_file = PathBuf::from(value()?),
             "--web.listen-address" => flags.listen_address = Some(value()?),
@@ -182,6 +174,24 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
     })
 }
 
+/// `--name=value` or `--name`, whose value is then the next argument.
+fn split_flag(arg: &str) -> (String, Option<String>) {
+    match arg.split_once('=') {
+        Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
+        None => (arg.to_owned(), None),
+    }
+}
+
+fn flag_value(
+    name: &str,
+    inline: Option<String>,
+    args: &mut impl Iterator<Item = String>,
+) -> Result<String, String> {
+    inline
+        .or_else(|| args.next())
+        .ok_or(format!("flag {name} needs a value"))
+}
+
 fn number(flag: &str, text: &str) -> Result<u32, String> {
     text.parse()
         .map_err(|_| format!("{flag} needs a whole number, not {text:?}"))
@@ -192,19 +202,11 @@ fn parse_replay(args: impl Iterator<Item = String>) -> Result<Command, String> {
     let (mut url, mut query, mut start, mut end, mut step) = (None, None, None, None, None);
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
-            None => (arg.clone(), None),
-        };
+        let (name, inline) = split_flag(&arg);
         if name == "-h" || name == "--help" {
             return Ok(Command::Help);
         }
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or(format!("flag {name} needs a value"))
-        };
+        let mut value = || flag_value(&name, inline.clone(), &mut args);
         match name.as_str() {
             "--config.file" => flags.config_file = Some(PathBuf::from(value()?)),
             "--watch" => flags.watch = Some(value()?),

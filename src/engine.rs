@@ -937,7 +937,7 @@ impl Ingest {
                 // One line per failure episode: only when the source goes
                 // down or the reason changes.
                 if health.up || health.last_error.as_deref() != Some(text.as_str()) {
-                    tracing::warn!(source, error = %text, "Scrape failed");
+                    tracing::warn!(source, error = %text, "Source fetch failed");
                 }
                 health.up = false;
                 health.last_error = Some(text);

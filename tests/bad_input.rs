@@ -115,7 +115,8 @@ async fn each_bad_target_is_down_with_one_log_line_and_the_daemon_stays_healthy(
         let lines: Vec<&str> = text
             .lines()
             .filter(|l| {
-                l.contains("\"Scrape failed\"") && l.contains(&format!("\"source\":\"{name}\""))
+                l.contains("\"Source fetch failed\"")
+                    && l.contains(&format!("\"source\":\"{name}\""))
             })
             .collect();
         assert_eq!(lines.len(), 1, "{name}: {lines:#?}\n{text}");

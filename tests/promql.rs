@@ -365,7 +365,8 @@ async fn each_failing_query_is_down_with_the_servers_message_and_the_daemon_stay
         let lines: Vec<&str> = text
             .lines()
             .filter(|l| {
-                l.contains("\"Scrape failed\"") && l.contains(&format!("\"source\":\"{name}\""))
+                l.contains("\"Source fetch failed\"")
+                    && l.contains(&format!("\"source\":\"{name}\""))
             })
             .collect();
         assert_eq!(lines.len(), 1, "{name}: {lines:#?}");
