@@ -2,7 +2,7 @@
 //! Gaussian series, for every variant of the detector settings tried.
 //!
 //! ```sh
-//! cargo run --release --example nab -- /work/shared/data/nab-dev
+//! cargo run --release --example nab -- ../shared/data/nab-dev
 //! cargo run --release --example nab -- DIR --only=shipped   # just the defaults
 //! ```
 //!
