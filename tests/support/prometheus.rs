@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use tempfile::TempDir;
 
 use super::{ChildGuard, free_port, require_program, spawn_logged, wait_until};
 
 pub struct Prometheus {
     pub url: String,
-    _dir: tempfile::TempDir,
+    _dir: TempDir,
     _child: ChildGuard,
 }
 
@@ -42,18 +43,7 @@ impl Prometheus {
             format!("--web.listen-address=127.0.0.1:{port}"),
             "--web.enable-lifecycle".to_owned(),
         ];
-        let child = spawn_logged("prometheus", &program, &args, dir.path());
-        let url = format!("http://127.0.0.1:{port}");
-        let ready = format!("{url}/-/ready");
-        wait_until("Prometheus to be ready", Duration::from_secs(30), || {
-            super::get_text(&ready)
-        })
-        .await;
-        Prometheus {
-            url,
-            _dir: dir,
-            _child: child,
-        }
+        Prometheus::launch(&program, &args, dir, port).await
     }
 
     /// Starts a Prometheus that scrapes nothing and holds `openmetrics` (an
@@ -86,7 +76,12 @@ impl Prometheus {
             "--storage.tsdb.retention.time=10y".to_owned(),
             format!("--web.listen-address=127.0.0.1:{port}"),
         ];
-        let child = spawn_logged("prometheus", &program, &args, dir.path());
+        Prometheus::launch(&program, &args, dir, port).await
+    }
+
+    /// Starts the server with `args` in `dir` and waits until it is ready.
+    async fn launch(program: &str, args: &[String], dir: TempDir, port: u16) -> Prometheus {
+        let child = spawn_logged("prometheus", program, args, dir.path());
         let url = format!("http://127.0.0.1:{port}");
         let ready = format!("{url}/-/ready");
         wait_until("Prometheus to be ready", Duration::from_secs(30), || {
