@@ -785,7 +785,7 @@ impl Baseline {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -1474,7 +1474,7 @@ mod tests {
     }
 
     /// Mean and population standard deviation by the textbook two passes.
-    fn two_pass(xs: &[f64]) -> (f64, f64) {
+    pub(crate) fn two_pass(xs: &[f64]) -> (f64, f64) {
         let n = xs.len() as f64;
         let mean = xs.iter().sum::<f64>() / n;
         let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;

@@ -667,14 +667,6 @@ mod tests {
         assert_eq!((alert.peak_z, alert.samples), (-21.0, 2));
     }
 
-    /// Mean and population standard deviation by two passes.
-    fn two_pass(xs: &[f64]) -> (f64, f64) {
-        let n = xs.len() as f64;
-        let mean = xs.iter().sum::<f64>() / n;
-        let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
-        (mean, var.sqrt())
-    }
-
     #[test]
     fn output_zscores_follow_the_definition() {
         // Noise, a lasting drop that degrades and freezes the baseline, and
@@ -705,7 +697,7 @@ mod tests {
             let fields: Vec<&str> = line.split(',').collect();
             let state = fields[4];
             let want = (baseline.len() >= p.min_samples).then(|| {
-                let (mean, stddev) = two_pass(&baseline);
+                let (mean, stddev) = crate::detector::tests::two_pass(&baseline);
                 (x - mean) / stddev.max(p.min_relative_stddev * mean.abs())
             });
             let got = (!fields[2].is_empty()).then(|| fields[2].parse::<f64>().unwrap());

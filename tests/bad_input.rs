@@ -80,19 +80,9 @@ async fn each_bad_target_is_down_with_one_log_line_and_the_daemon_stays_healthy(
         Duration::from_secs(30),
         || async {
             let metrics = support::get_text(&metrics_url).await?;
-            let failed = BAD.iter().all(|name| {
-                let failures: f64 = metrics
-                    .lines()
-                    .filter(|l| {
-                        l.starts_with(&format!(
-                            "driftwatch_source_scrapes_total{{source=\"{name}\""
-                        ))
-                    })
-                    .filter(|l| !l.contains("result=\"success\""))
-                    .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-                    .sum();
-                failures >= 3.0
-            });
+            let failed = BAD
+                .iter()
+                .all(|name| support::failed_fetches(&metrics, name) >= 3.0);
             let good_up =
                 sample_value(&metrics, "driftwatch_source_up", &[("source", "good")]) == Some(1.0);
             (failed && good_up).then_some(metrics)

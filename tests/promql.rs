@@ -318,19 +318,9 @@ async fn each_failing_query_is_down_with_the_servers_message_and_the_daemon_stay
         Duration::from_secs(30),
         || async {
             let metrics = get_text(&metrics_url).await?;
-            let failed = cases.iter().all(|(name, ..)| {
-                let failures: f64 = metrics
-                    .lines()
-                    .filter(|l| {
-                        l.starts_with(&format!(
-                            "driftwatch_source_scrapes_total{{source=\"{name}\""
-                        ))
-                    })
-                    .filter(|l| !l.contains("result=\"success\""))
-                    .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-                    .sum();
-                failures >= 3.0
-            });
+            let failed = cases
+                .iter()
+                .all(|(name, ..)| support::failed_fetches(&metrics, name) >= 3.0);
             let scalar = sample_value(
                 &metrics,
                 "driftwatch_series_last_value",

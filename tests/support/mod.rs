@@ -103,6 +103,17 @@ pub async fn get_text(url: &str) -> Option<String> {
     response.text().await.ok()
 }
 
+/// The fetches of `source` that did not succeed, summed over every failure
+/// result of `driftwatch_source_scrapes_total` in an exposition.
+pub fn failed_fetches(exposition: &str, source: &str) -> f64 {
+    let prefix = format!("driftwatch_source_scrapes_total{{source=\"{source}\"");
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && !l.contains("result=\"success\""))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 /// The value of the one sample of `name` whose labels contain every pair in
 /// `labels`, read from an exposition text.
 pub fn sample_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
