@@ -1,12 +1,16 @@
-//! One window update: `Detector::observe` (z-score, state machine and ring)
-//! against a bare ring buffer (write the value, advance the index) and a
-//! naive window (drop the oldest, recompute mean and standard deviation).
+//! One window update: `Window::push` (the ring and its running sums) and
+//! `Detector::observe` (that, plus the z-score, the accumulated evidence and
+//! the state machine) against a bare ring buffer (write the value, advance
+//! the index) and a naive window (drop the oldest, recompute mean and
+//! standard deviation).
 //!
-//! Measured twice: on one series, where everything sits in L1 and only the
-//! arithmetic counts, and round-robin over 100,000 series of window 100
-//! (80 MB of rings), the access pattern of a scrape, where each update
-//! finds its series' ring outside the cache. Window sizes 10 to 10,000 on
-//! one series show that the cost of `observe` does not grow with the window.
+//! Measured on one series, where everything sits in L1 and only the
+//! arithmetic counts, and round-robin over 100,000 and 1,000,000 series of
+//! window 100 (80 and 800 MB of rings), the access pattern of a scrape,
+//! where each update finds its series' ring outside the cache. Window sizes
+//! 10 to 10,000 on one series show that the cost does not grow with the
+//! window. A debug build (`cargo test` runs benchmarks once as tests) goes
+//! round-robin over 10,000 series only.
 
 mod common;
 
@@ -17,10 +21,18 @@ use std::time::{Duration, Instant};
 use common::{params, print_ratios, record, value};
 use criterion::{BenchmarkGroup, Criterion, measurement::WallTime};
 use driftwatch::detector::{Detector, DetectorParams};
+use driftwatch::window::Window;
 
 /// Updates per batch on one series: enough to amortise the timer.
 const UPDATES: usize = 10_000;
-const SPREAD_SERIES: usize = 100_000;
+/// Series counts for the round-robin runs, by label.
+const SPREAD: &[(&str, usize)] = if cfg!(debug_assertions) {
+    &[("10k", 10_000)]
+} else {
+    &[("100k", 100_000), ("1m", 1_000_000)]
+};
+/// The naive window is O(window) per update: the smallest count shows that.
+const NAIVE_SPREAD_MAX: usize = 100_000;
 
 fn main() {
     let values: Vec<f64> = (0..UPDATES).map(|i| value(i, 1)).collect();
@@ -36,25 +48,31 @@ fn main() {
     }
     group.finish();
 
-    let mut group = criterion.benchmark_group("window_100k_series");
-    spread(&mut group, &values);
-    group.finish();
+    for &(label, series) in SPREAD {
+        let mut group = criterion.benchmark_group(format!("window_{label}_series"));
+        spread(&mut group, &values, label, series);
+        group.finish();
+    }
 
     criterion.final_summary();
     for window in [10, 100, 1_000, 10_000] {
         let ring = format!("bare_ring/{window}");
-        let names = [
-            ring.clone(),
-            format!("observe/{window}"),
-            format!("naive/{window}"),
-        ];
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let title = format!("one series, window {window}");
-        print_ratios(&title, "update", &ring, &names);
+        print_ratios(&title, "update", &ring, &names_of(&window.to_string()));
     }
-    let names = ["bare_ring/spread", "observe/spread", "naive/spread"];
-    let title = format!("round-robin over {SPREAD_SERIES} series, window 100");
-    print_ratios(&title, "update", names[0], &names);
+    for &(label, series) in SPREAD {
+        let names = names_of(label);
+        let title = format!("round-robin over {series} series, window 100");
+        print_ratios(&title, "update", &names[0], &names);
+    }
+}
+
+/// The benchmarks of one size, the bare ring (the reference) first.
+fn names_of(size: &str) -> Vec<String> {
+    ["bare_ring", "window", "observe", "naive"]
+        .iter()
+        .map(|what| format!("{what}/{size}"))
+        .collect()
 }
 
 fn one_series(group: &mut BenchmarkGroup<'_, WallTime>, values: &[f64], window: usize) {
@@ -63,17 +81,24 @@ fn one_series(group: &mut BenchmarkGroup<'_, WallTime>, values: &[f64], window: 
         min_samples: window.min(20),
         ..params()
     };
-    let names = [
-        format!("bare_ring/{window}"),
-        format!("observe/{window}"),
-        format!("naive/{window}"),
-    ];
+    let names = names_of(&window.to_string());
 
     let mut ring = Ring::new(window);
     bench(group, &names[0], UPDATES, || {
         for &x in values {
             ring.push(black_box(x));
         }
+    });
+
+    let mut rolling = Window::new();
+    for &x in values.iter().cycle().take(window) {
+        rolling.push(x, window);
+    }
+    bench(group, &names[1], UPDATES, || {
+        for &x in values {
+            rolling.push(black_box(x), window);
+        }
+        black_box(&rolling);
     });
 
     let mut detector = Detector::new(&p, 0);
@@ -83,7 +108,7 @@ fn one_series(group: &mut BenchmarkGroup<'_, WallTime>, values: &[f64], window: 
         at_ms += common::INTERVAL_MS;
         let _ = detector.observe(&p, x, at_ms);
     }
-    bench(group, &names[1], UPDATES, || {
+    bench(group, &names[2], UPDATES, || {
         for &x in values {
             at_ms += common::INTERVAL_MS;
             let _ = black_box(detector.observe(&p, black_box(x), at_ms));
@@ -96,21 +121,23 @@ fn one_series(group: &mut BenchmarkGroup<'_, WallTime>, values: &[f64], window: 
     }
     // The naive window is O(window): fewer updates keep its batch short.
     let naive_updates = (UPDATES * 100 / window).clamp(100, UPDATES);
-    bench(group, &names[2], naive_updates, || {
+    bench(group, &names[3], naive_updates, || {
         for &x in &values[..naive_updates] {
             black_box(naive.observe(black_box(x)));
         }
     });
 }
 
-/// One pass over many series per batch, each updated once, as a scrape does.
-fn spread(group: &mut BenchmarkGroup<'_, WallTime>, values: &[f64]) {
+/// One pass over `series` series per batch, each updated once, as a scrape
+/// does.
+fn spread(group: &mut BenchmarkGroup<'_, WallTime>, values: &[f64], label: &str, series: usize) {
     let p = params();
+    let names = names_of(label);
     let value_of = |i: usize| values[i % values.len()];
 
-    let mut rings: Vec<Ring> = (0..SPREAD_SERIES).map(|_| Ring::new(p.window)).collect();
     let mut pass = 0;
-    bench(group, "bare_ring/spread", SPREAD_SERIES, || {
+    let mut rings: Vec<Ring> = (0..series).map(|_| Ring::new(p.window)).collect();
+    bench(group, &names[0], series, || {
         pass += 1;
         for (i, ring) in rings.iter_mut().enumerate() {
             ring.push(black_box(value_of(i + pass)));
@@ -118,7 +145,22 @@ fn spread(group: &mut BenchmarkGroup<'_, WallTime>, values: &[f64]) {
     });
     drop(rings);
 
-    let mut detectors: Vec<Detector> = (0..SPREAD_SERIES).map(|_| Detector::new(&p, 0)).collect();
+    let mut windows: Vec<Window> = (0..series).map(|_| Window::new()).collect();
+    for _ in 0..p.window {
+        for (i, w) in windows.iter_mut().enumerate() {
+            w.push(value_of(i + pass), p.window);
+        }
+        pass += 1;
+    }
+    bench(group, &names[1], series, || {
+        pass += 1;
+        for (i, w) in windows.iter_mut().enumerate() {
+            w.push(black_box(value_of(i + pass)), p.window);
+        }
+    });
+    drop(windows);
+
+    let mut detectors: Vec<Detector> = (0..series).map(|_| Detector::new(&p, 0)).collect();
     let mut at_ms = 0;
     for _ in 0..=p.window {
         at_ms += common::INTERVAL_MS;
@@ -127,7 +169,7 @@ fn spread(group: &mut BenchmarkGroup<'_, WallTime>, values: &[f64]) {
         }
         pass += 1;
     }
-    bench(group, "observe/spread", SPREAD_SERIES, || {
+    bench(group, &names[2], series, || {
         pass += 1;
         at_ms += common::INTERVAL_MS;
         for (i, d) in detectors.iter_mut().enumerate() {
@@ -136,14 +178,17 @@ fn spread(group: &mut BenchmarkGroup<'_, WallTime>, values: &[f64]) {
     });
     drop(detectors);
 
-    let mut naives: Vec<Naive> = (0..SPREAD_SERIES).map(|_| Naive::new(p.window)).collect();
+    if series > NAIVE_SPREAD_MAX {
+        return;
+    }
+    let mut naives: Vec<Naive> = (0..series).map(|_| Naive::new(p.window)).collect();
     for _ in 0..p.window {
         for (i, n) in naives.iter_mut().enumerate() {
             n.observe(value_of(i + pass));
         }
         pass += 1;
     }
-    bench(group, "naive/spread", SPREAD_SERIES, || {
+    bench(group, &names[3], series, || {
         pass += 1;
         for (i, n) in naives.iter_mut().enumerate() {
             black_box(n.observe(black_box(value_of(i + pass))));

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::window::Window;
+
 /// Which way a metric has to move to count as worse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -108,10 +110,6 @@ pub const DEFAULT_MIN_RELATIVE_STDDEV: f64 = 1e-4;
 /// detector cannot know a metric's unit; the relative floor covers flat
 /// metrics away from zero.
 pub const DEFAULT_MIN_STDDEV: f64 = 0.0;
-
-/// The smallest ring allocated while a baseline fills, so that a series that
-/// sends a handful of samples and goes stale never holds a full window.
-const MIN_RING: usize = 16;
 
 /// Why a sample was not evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -219,7 +217,7 @@ pub struct SavedDetector {
 /// offset with a small spread.
 #[derive(Debug, Clone)]
 pub struct Detector {
-    baseline: Baseline,
+    baseline: Window,
     last: LastSample,
     since_ms: i64,
     /// When the current incident (pending, then degraded) began.
@@ -247,7 +245,7 @@ impl Detector {
     /// so a series seen once costs no window.
     pub fn new(_params: &DetectorParams, now_ms: i64) -> Self {
         Detector {
-            baseline: Baseline::new(),
+            baseline: Window::new(),
             last: LastSample::NONE,
             since_ms: now_ms,
             incident_ms: now_ms,
@@ -288,7 +286,7 @@ impl Detector {
         if admits(params, to, eval.badness) {
             self.baseline.push(value, params.window);
         }
-        self.last = LastSample::from(&eval);
+        self.last = LastSample::from(&eval, params.direction);
         Ok(Verdict {
             zscore: eval.zscore,
             badness: eval.badness,
@@ -344,17 +342,16 @@ impl Detector {
     /// window (the window shrank across the restart) keeps its newest
     /// samples; non-finite values, which no window ever holds, are dropped.
     pub fn restore(params: &DetectorParams, saved: &SavedDetector) -> Detector {
-        let mut baseline = Baseline::new();
+        let mut baseline = Window::new();
         let keep = saved.baseline.len().saturating_sub(params.window.max(1));
         for &x in saved.baseline[keep..].iter().filter(|x| x.is_finite()) {
             baseline.push(x, params.window);
         }
         Detector {
             baseline,
-            last: saved
-                .last
-                .as_ref()
-                .map_or(LastSample::NONE, LastSample::from),
+            last: saved.last.as_ref().map_or(LastSample::NONE, |eval| {
+                LastSample::from(eval, params.direction)
+            }),
             since_ms: saved.since_ms,
             incident_ms: saved.incident_ms,
             breaches: saved.breaches,
@@ -381,6 +378,12 @@ impl Detector {
             eval.evidence = Some(f64::from(signed));
         }
         Some(eval)
+    }
+
+    /// Where the window will write the next sample that enters it, so that
+    /// a caller about to feed many detectors can prefetch it.
+    pub fn window_write_address(&self) -> *const f64 {
+        self.baseline.next_slot_address()
     }
 
     /// How many samples the baseline holds now.
@@ -576,38 +579,41 @@ fn elapsed_ms(start: i64, now: i64) -> i64 {
     now.saturating_sub(start).max(0)
 }
 
-/// The latest evaluation, packed: NaN stands for an absent number (no
-/// evaluated quantity is ever NaN), which halves its size against
-/// `Option<Evaluation>` in a struct kept once per series.
+/// The latest evaluation, packed for a struct kept once per series: NaN
+/// stands for an absent number (no evaluated quantity is ever NaN), and the
+/// z-score and badness, which follow from the value, mean and effective
+/// standard deviation, are computed again when asked for.
 #[derive(Debug, Clone, Copy)]
 struct LastSample {
     value: f64,
-    zscore: f64,
-    badness: f64,
     mean: f64,
     stddev: f64,
     window_samples: u32,
+    /// Whether the sample got a z-score (its baseline held `min_samples`).
+    scored: bool,
+    /// The direction its badness was judged in.
+    direction: Direction,
 }
 
 impl LastSample {
     const NONE: LastSample = LastSample {
         value: f64::NAN,
-        zscore: f64::NAN,
-        badness: f64::NAN,
         mean: f64::NAN,
         stddev: f64::NAN,
         window_samples: 0,
+        scored: false,
+        direction: Direction::Both,
     };
 
-    fn from(eval: &Evaluation) -> Self {
+    fn from(eval: &Evaluation, direction: Direction) -> Self {
         let pack = |x: Option<f64>| x.unwrap_or(f64::NAN);
         LastSample {
             value: eval.value,
-            zscore: pack(eval.zscore),
-            badness: pack(eval.badness),
             mean: pack(eval.mean),
             stddev: pack(eval.stddev),
             window_samples: u32::try_from(eval.window_samples).unwrap_or(u32::MAX),
+            scored: eval.zscore.is_some(),
+            direction,
         }
     }
 
@@ -616,171 +622,18 @@ impl LastSample {
             return None;
         }
         let unpack = |x: f64| (!x.is_nan()).then_some(x);
+        let zscore = self
+            .scored
+            .then(|| zscore(self.value, self.mean, self.stddev));
         Some(Evaluation {
             value: self.value,
-            zscore: unpack(self.zscore),
-            badness: unpack(self.badness),
+            zscore,
+            badness: zscore.map(|z| badness(self.direction, z)),
             mean: unpack(self.mean),
             stddev: unpack(self.stddev),
             window_samples: self.window_samples as usize,
             evidence: None,
         })
-    }
-}
-
-/// The baseline window: a ring of the last samples with running sums of
-/// their deviations from a reference value.
-#[derive(Debug, Clone)]
-struct Baseline {
-    /// Grows by doubling up to the window while it fills.
-    ring: Box<[f64]>,
-    /// The slot the next sample goes to; when full, the oldest sample's.
-    next: u32,
-    len: u32,
-    /// K: a value from the window, so that `x − K` is small and exact.
-    reference: f64,
-    /// Σ (x − K).
-    sum: f64,
-    /// Σ (x − K)².
-    sum_sq: f64,
-    /// Pushes since the sums were last recomputed exactly.
-    pushes: u32,
-}
-
-impl Baseline {
-    fn new() -> Self {
-        Baseline {
-            ring: Box::default(),
-            next: 0,
-            len: 0,
-            reference: 0.0,
-            sum: 0.0,
-            sum_sq: 0.0,
-            pushes: 0,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.len as usize
-    }
-
-    /// Mean and population standard deviation, `None` when empty.
-    fn stats(&self) -> Option<(f64, f64)> {
-        if self.len == 0 {
-            return None;
-        }
-        let n = f64::from(self.len);
-        let mean_dev = self.sum / n;
-        let var = ((self.sum_sq - self.sum * mean_dev) / n).max(0.0);
-        // var is NaN only when the squares overflowed (|x| beyond 1e154).
-        let stddev = if var.is_nan() {
-            f64::INFINITY
-        } else {
-            var.sqrt()
-        };
-        Some((self.reference + mean_dev, stddev))
-    }
-
-    fn push(&mut self, x: f64, window: usize) {
-        let window = window.clamp(1, u32::MAX as usize);
-        if self.ring.len() != window {
-            self.fit(window);
-        }
-        if self.len == 0 {
-            self.reference = x;
-        }
-        let slot = self.next as usize;
-        let dev = x - self.reference;
-        if self.len() == self.ring.len() {
-            let old = self.ring[slot] - self.reference;
-            self.sum += dev - old;
-            self.sum_sq += dev * dev - old * old;
-        } else {
-            self.len += 1;
-            self.sum += dev;
-            self.sum_sq += dev * dev;
-        }
-        self.ring[slot] = x;
-        self.next = if slot + 1 == self.ring.len() {
-            0
-        } else {
-            self.next + 1
-        };
-        self.pushes += 1;
-        if self.pushes as usize >= window {
-            self.recompute();
-        }
-    }
-
-    /// Grows a full ring towards `window`, or shrinks one beyond it after a
-    /// reload made the window smaller, keeping the newest samples.
-    fn fit(&mut self, window: usize) {
-        let cap = self.ring.len();
-        let new_cap = if cap > window {
-            window
-        } else if self.len() == cap {
-            (cap * 2).max(MIN_RING).min(window)
-        } else {
-            return;
-        };
-        let keep = self.len().min(new_cap);
-        let mut ring = vec![0.0; new_cap].into_boxed_slice();
-        for (slot, x) in ring.iter_mut().zip(self.iter().skip(self.len() - keep)) {
-            *slot = x;
-        }
-        self.ring = ring;
-        self.len = keep as u32;
-        self.next = if keep == new_cap { 0 } else { keep as u32 };
-        if keep > 0 {
-            self.recompute();
-        }
-    }
-
-    /// Exact two-pass sums, recentred on the sample nearest the mean: a
-    /// sample, so a flat window gives exact zeros.
-    fn recompute(&mut self) {
-        self.pushes = 0;
-        let n = self.len() as f64;
-        let mean = self.iter().sum::<f64>() / n;
-        let nearest = self
-            .iter()
-            .min_by(|a, b| (a - mean).abs().total_cmp(&(b - mean).abs()));
-        let Some(reference) = nearest else {
-            return;
-        };
-        self.reference = reference;
-        let (sum, sum_sq) = self.iter().fold((0.0, 0.0), |(s, q), x| {
-            let dev = x - reference;
-            (s + dev, q + dev * dev)
-        });
-        self.sum = sum;
-        self.sum_sq = sum_sq;
-    }
-
-    fn clear(&mut self) {
-        self.next = 0;
-        self.len = 0;
-        self.sum = 0.0;
-        self.sum_sq = 0.0;
-        self.pushes = 0;
-    }
-
-    /// Oldest first.
-    fn iter(&self) -> impl Iterator<Item = f64> + '_ {
-        let cap = self.ring.len();
-        let len = self.len();
-        let next = self.next as usize;
-        let start = if next >= len {
-            next - len
-        } else {
-            next + cap - len
-        };
-        let head_end = (start + len).min(cap);
-        let wrapped = len - (head_end - start);
-        self.ring[start..head_end]
-            .iter()
-            .chain(&self.ring[..wrapped])
-            .copied()
     }
 }
 
@@ -1479,21 +1332,6 @@ pub(crate) mod tests {
         let mean = xs.iter().sum::<f64>() / n;
         let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
         (mean, var.sqrt())
-    }
-
-    #[test]
-    fn running_sums_stay_exact_over_ten_million_updates() {
-        let mut rng = fastrand::Rng::with_seed(7);
-        let mut b = Baseline::new();
-        for _ in 0..10_000_000 {
-            b.push(1e6 + rng.f64() * 1e-3, 100);
-        }
-        let xs: Vec<f64> = b.iter().collect();
-        let (mean, stddev) = b.stats().unwrap();
-        let (want_mean, want_stddev) = two_pass(&xs);
-        assert!((mean - want_mean).abs() <= 1e-9, "{mean} vs {want_mean}");
-        let rel = (stddev - want_stddev).abs() / want_stddev;
-        assert!(rel <= 1e-6, "{stddev} vs {want_stddev}");
     }
 
     proptest! {

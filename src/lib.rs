@@ -6,7 +6,8 @@
 //! - [`config`]: the YAML configuration, validated with every problem located.
 //! - [`parse`]: the Prometheus text exposition format, parsed without copying.
 //! - [`source`]: fetching samples (scrapes of /metrics endpoints).
-//! - [`detector`]: the rolling window, z-score and state machine of one series.
+//! - [`detector`]: the z-score and state machine of one series, over the
+//!   rolling [`window`] of its recent samples.
 //! - [`engine`]: the series registry and a scheduler task per source;
 //!   [`shard`] splits the series between replicas.
 //! - [`notify`]: delivery of alerts to Alertmanager and webhooks.
@@ -41,3 +42,4 @@ pub mod shard;
 pub mod source;
 pub mod state;
 pub mod status;
+pub mod window;

@@ -246,7 +246,7 @@ pub fn median_ns(name: &str) -> Option<f64> {
 
 /// Prints one row per benchmark: ns per unit, and the reference's time
 /// over its own (above 1: faster than the reference).
-pub fn print_ratios(title: &str, unit: &str, reference: &str, names: &[&str]) {
+pub fn print_ratios(title: &str, unit: &str, reference: &str, names: &[impl AsRef<str>]) {
     let Some(base) = median_ns(reference) else {
         return;
     };
@@ -258,6 +258,7 @@ pub fn print_ratios(title: &str, unit: &str, reference: &str, names: &[&str]) {
         "reference/this"
     );
     for name in names {
+        let name = name.as_ref();
         let Some(t) = median_ns(name) else { continue };
         println!("{name:<34} {t:>12.1} {:>15.2}x", base / t);
     }
