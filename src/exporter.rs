@@ -167,7 +167,7 @@ fn write_slots(table: &Mutex<SeriesTable>, start: usize, family: usize, out: &mu
         return false;
     }
     for entry in table.slots(start, SLOTS_PER_LOCK) {
-        write_sample(out, family, entry);
+        write_sample(out, family, &table, entry);
     }
     true
 }
@@ -176,7 +176,7 @@ fn write_slots(table: &Mutex<SeriesTable>, start: usize, family: usize, out: &mu
 /// [`SERIES_FAMILIES`]), if it has one: only `degraded` before the first
 /// evaluation, and z-score, mean and standard deviation once the baseline
 /// gives them.
-fn write_sample(out: &mut String, family: usize, entry: &SeriesEntry) {
+fn write_sample(out: &mut String, family: usize, table: &SeriesTable, entry: &SeriesEntry) {
     let last = entry.detector.last();
     let value = match (family, &last) {
         (5, _) => Some(if entry.detector.state() == State::Degraded {
@@ -194,7 +194,12 @@ fn write_sample(out: &mut String, family: usize, entry: &SeriesEntry) {
         _ => None,
     };
     if let Some(value) = value {
-        sample(out, SERIES_FAMILIES[family].0, &entry.export_labels, value);
+        out.push_str(SERIES_FAMILIES[family].0);
+        out.push('{');
+        table.write_export_labels(out, entry);
+        out.push_str("} ");
+        push_float(out, value);
+        out.push('\n');
     }
 }
 

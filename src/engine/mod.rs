@@ -23,6 +23,13 @@ use crate::source::promql::{self, QueryRequest, ResultSeries};
 use crate::source::{self, ScrapeError, ScrapeRequest};
 use crate::state;
 
+mod index;
+
+use index::{Route, SeriesIndex, SpellingId};
+
+/// A position of `Ingest::order` not known yet.
+const UNKNOWN: SpellingId = SpellingId::MAX;
+
 /// Most series one source may create; samples of further series are skipped
 /// and counted, so a target that explodes its label cardinality cannot take
 /// the process down.
@@ -265,9 +272,9 @@ impl SourceRuntime {
                 .iter()
                 .map(|w| Arc::from(w.metric.as_str()))
                 .collect(),
+            table: Mutex::new(SeriesTable::new(&config)),
             config,
             health: Mutex::new(SourceHealth::default()),
-            table: Mutex::new(SeriesTable::default()),
         }
     }
 }
@@ -293,13 +300,66 @@ impl SourceHealth {
 }
 
 /// The series of one source: the detectors, behind the source's lock.
-#[derive(Default)]
 pub struct SeriesTable {
     slots: Vec<Option<SeriesEntry>>,
     live: usize,
+    /// Per watch: the labels every one of its series carries on our
+    /// /metrics, `source="…",metric="…"`. Kept once here rather than in each
+    /// series' exported label text, which would hold its labels twice.
+    export_prefixes: Vec<Box<str>>,
 }
 
 impl SeriesTable {
+    fn new(config: &SourceConfig) -> SeriesTable {
+        let export_prefixes = config
+            .watches
+            .iter()
+            .map(|watch| {
+                let mut prefix = String::from("source=\"");
+                escape_label_value(&mut prefix, &config.name);
+                prefix.push_str("\",metric=\"");
+                escape_label_value(&mut prefix, &watch.metric);
+                prefix.push('"');
+                prefix.into_boxed_str()
+            })
+            .collect();
+        SeriesTable {
+            slots: Vec::new(),
+            live: 0,
+            export_prefixes,
+        }
+    }
+
+    /// Writes the labels `entry` carries on our /metrics, without braces:
+    /// `source` and `metric` first, then its own, a clashing name renamed
+    /// `exported_<name>` as Prometheus does with target labels.
+    pub fn write_export_labels(&self, out: &mut String, entry: &SeriesEntry) {
+        out.push_str(
+            self.export_prefixes
+                .get(entry.watch as usize)
+                .map_or("", |p| &**p),
+        );
+        if entry.labels.is_empty() {
+            return;
+        }
+        out.push(',');
+        if !entry.clash {
+            out.push_str(&entry.labels);
+            return;
+        }
+        for (i, (name, value)) in own_labels(&entry.labels).iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            if name == "source" || name == "metric" {
+                out.push_str("exported_");
+            }
+            out.push_str(name);
+            out.push_str("=\"");
+            escape_label_value(out, value);
+            out.push('"');
+        }
+    }
     pub fn len(&self) -> usize {
         self.live
     }
@@ -373,12 +433,13 @@ pub struct SeriesEntry {
     pub id: u64,
     /// Index of the watch in the source's configuration.
     pub watch: u16,
+    /// Whether a label of the series is named `source` or `metric`, which
+    /// our /metrics renames (see [`SeriesTable::write_export_labels`]).
+    pub clash: bool,
     /// The series' own labels (without `__name__`), sorted, escaped as in the
-    /// exposition format: `a="1",b="2"`.
+    /// exposition format: `a="1",b="2"`. When the target writes them so,
+    /// which is usual, the source's index shares this text.
     pub labels: Arc<str>,
-    /// The labels as exported on our /metrics: `source` and `metric` first,
-    /// clashing names renamed `exported_<name>`.
-    pub export_labels: Box<str>,
     pub detector: Detector,
     pub last_seen_ms: i64,
     /// Recent samples and state changes for the status page; only while
@@ -578,11 +639,18 @@ pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-/// Where a sample of the current scrape goes.
-#[derive(Clone, Copy)]
-enum Route {
-    Known(u32),
-    Ignored,
+/// A watched metric name and the watches on it.
+struct Family {
+    name: Arc<str>,
+    /// Indices of the watches on this metric name.
+    watches: Vec<u16>,
+}
+
+/// A sample of a series seen for the first time in this fetch.
+struct Fresh {
+    family: u16,
+    labels: Box<str>,
+    value: f64,
 }
 
 /// The synchronous half of a source task, which it owns alone so that the
@@ -591,28 +659,26 @@ enum Route {
 pub struct Ingest {
     runtime: Arc<SourceRuntime>,
     shared: Arc<Shared>,
-    /// Metric name → indices of the watches on it.
-    watched: HashMap<Box<str>, Vec<u16>, foldhash::fast::RandomState>,
-    /// Exposition text of a series (`name{labels}` as the target wrote it) →
-    /// where its samples go. Several spellings may share a slot.
-    /// The keys are shared with `order`.
-    index: HashMap<Arc<str>, Route, foldhash::fast::RandomState>,
-    /// The watched samples of the last fetch in the order the target wrote
-    /// them, with their text and route. A target writes its series in the
-    /// same order every time, so the sample at position k is nearly always
-    /// the one that was at k before: comparing with texts laid out in that
-    /// order reads memory almost sequentially, where probing the index at a
-    /// million series costs several cache misses per sample. `None` marks a
-    /// position not known yet.
-    order: Vec<Option<(Arc<str>, Route)>>,
+    /// Metric name → its index in `families`.
+    family_of: HashMap<Box<str>, u16, foldhash::fast::RandomState>,
+    families: Vec<Family>,
+    index: SeriesIndex,
+    /// The spellings of the watched samples of the last fetch, in the
+    /// order the target wrote them. A target writes its series in the same
+    /// order every time, so the sample at position k is nearly always the
+    /// one that was at k before: comparing with the texts in that order
+    /// reads memory almost sequentially, where probing the index at a
+    /// million series costs several cache misses per sample. [`UNKNOWN`]
+    /// marks a position not known yet.
+    order: Vec<SpellingId>,
     /// Position of the next watched sample in this fetch.
     position: usize,
-    by_id: HashMap<u64, u32, foldhash::fast::RandomState>,
+    /// The values of this fetch's watched samples by position; those whose
+    /// position in `order` has a slot are applied at commit.
+    values: Vec<f64>,
     free: Vec<u32>,
-    /// Samples of known series in this fetch.
-    batch: Vec<(u32, f64)>,
     /// Samples of series seen for the first time in this fetch.
-    fresh: Vec<(Box<str>, f64)>,
+    fresh: Vec<Fresh>,
     /// Backfilled values by series text, for the fresh series of this fetch.
     history: HashMap<Box<str>, Vec<f64>, foldhash::fast::RandomState>,
     hash_seed: foldhash::fast::FixedState,
@@ -758,10 +824,11 @@ impl SourceTask {
                 continue;
             };
             let name = self.ingest.result_name(series);
-            render_series(&mut text, &name, &series.labels);
+            let labels = render_labels(&series.labels);
+            series_text(&mut text, &name, &labels);
             self.ingest.route(&Sample {
                 name: &name,
-                labels: "",
+                labels: &labels,
                 series: &text,
                 value,
                 timestamp_ms: None,
@@ -800,7 +867,7 @@ impl SourceTask {
                 let mut text = String::new();
                 for series in results {
                     let name = self.ingest.result_name(&series);
-                    render_series(&mut text, &name, &series.labels);
+                    series_text(&mut text, &name, &render_labels(&series.labels));
                     let values = series.points.iter().map(|&(_, v)| v).collect();
                     self.ingest.history.insert(Box::from(text.as_str()), values);
                 }
@@ -820,36 +887,44 @@ impl SourceTask {
     }
 }
 
-/// `name{labels}` in exposition form, the key the index knows series by.
-fn render_series(out: &mut String, name: &str, labels: &[(String, String)]) {
+/// `name{labels}` in exposition form, from label text in exposition form.
+fn series_text(out: &mut String, name: &str, labels: &str) {
     out.clear();
     out.push_str(name);
     if !labels.is_empty() {
         out.push('{');
-        out.push_str(&render_labels(labels));
+        out.push_str(labels);
         out.push('}');
     }
 }
 
 impl Ingest {
     pub fn new(runtime: Arc<SourceRuntime>, shared: Arc<Shared>) -> Ingest {
-        let mut watched: HashMap<Box<str>, Vec<u16>, _> = HashMap::default();
+        let mut family_of: HashMap<Box<str>, u16, _> = HashMap::default();
+        let mut families: Vec<Family> = Vec::new();
         for (i, watch) in runtime.config.watches.iter().enumerate() {
-            watched
+            let next = families.len() as u16;
+            let family = *family_of
                 .entry(Box::from(watch.metric.as_str()))
-                .or_default()
-                .push(i as u16);
+                .or_insert(next);
+            if family == next {
+                families.push(Family {
+                    name: Arc::clone(&runtime.watch_metrics[i]),
+                    watches: Vec::new(),
+                });
+            }
+            families[family as usize].watches.push(i as u16);
         }
         Ingest {
             runtime,
             shared,
-            watched,
-            index: HashMap::default(),
+            family_of,
+            families,
+            index: SeriesIndex::default(),
             order: Vec::new(),
             position: 0,
-            by_id: HashMap::default(),
+            values: Vec::new(),
             free: Vec::new(),
-            batch: Vec::new(),
             fresh: Vec::new(),
             history: HashMap::default(),
             hash_seed: foldhash::fast::FixedState::with_seed(0x6472_6966_7477_6174),
@@ -861,7 +936,7 @@ impl Ingest {
     /// Starts a fetch: forgets the samples of the previous one.
     pub fn begin(&mut self) {
         self.position = 0;
-        self.batch.clear();
+        self.values.clear();
         self.fresh.clear();
         self.history.clear();
     }
@@ -887,35 +962,32 @@ impl Ingest {
 
     /// The per-sample hot path: no lock, and no allocation for a known series.
     pub fn route(&mut self, sample: &Sample<'_>) {
-        if !self.watched.contains_key(sample.name) {
+        let Some(&family) = self.family_of.get(sample.name) else {
             return;
-        }
+        };
         let position = self.position;
         self.position += 1;
-        let route = match self.order.get(position) {
-            Some(Some((text, route))) if **text == *sample.series => *route,
-            _ => match self.index.get_key_value(sample.series) {
-                Some((text, &route)) => {
-                    self.remember(position, Arc::clone(text), route);
-                    route
-                }
-                None => {
-                    self.fresh.push((Box::from(sample.series), sample.value));
-                    return;
-                }
-            },
+        self.values.push(sample.value);
+        if let Some(&id) = self.order.get(position)
+            && self.index.is(id, family, sample.labels)
+        {
+            return;
+        }
+        let id = match self.index.find(family, sample.labels) {
+            Some(id) => id,
+            None => {
+                self.fresh.push(Fresh {
+                    family,
+                    labels: Box::from(sample.labels),
+                    value: sample.value,
+                });
+                UNKNOWN
+            }
         };
-        if let Route::Known(slot) = route {
-            self.batch.push((slot, sample.value));
-        }
-    }
-
-    /// Notes what the sample at `position` was, for the next fetch.
-    fn remember(&mut self, position: usize, text: Arc<str>, route: Route) {
         if self.order.len() <= position {
-            self.order.resize(position + 1, None);
+            self.order.resize(position + 1, UNKNOWN);
         }
-        self.order[position] = Some((text, route));
+        self.order[position] = id;
     }
 
     fn record_health(&self, at_ms: i64, duration: Duration, error: Option<ScrapeError>) {
@@ -952,7 +1024,28 @@ impl Ingest {
         let shared = Arc::clone(&self.shared);
         let mut table = lock(&runtime.table);
         let mut not_finite = 0;
-        for &(slot, value) in &self.batch {
+        self.order.truncate(self.position);
+        let slot_at = |k: usize| {
+            let id = *self.order.get(k)?;
+            (id != UNKNOWN).then(|| self.index.route(id).slot())?
+        };
+        for (k, &value) in self.values.iter().enumerate() {
+            // At a million series each sample's series and window lie far
+            // from the last one's in memory. Asking for those of the samples
+            // a little ahead now overlaps their cache misses with this
+            // sample's work: first the series, then (once it has arrived)
+            // the slot of its window the sample will write.
+            if let Some(ahead) = slot_at(k + 2 * LOOKAHEAD) {
+                prefetch_all(table.slots.as_ptr().wrapping_add(ahead as usize));
+            }
+            if let Some(Some(entry)) =
+                slot_at(k + LOOKAHEAD).and_then(|s| table.slots.get(s as usize))
+            {
+                prefetch(entry.detector.window_write_address());
+            }
+            let Some(slot) = slot_at(k) else {
+                continue;
+            };
             let Some(Some(entry)) = table.slots.get_mut(slot as usize) else {
                 continue;
             };
@@ -960,8 +1053,12 @@ impl Ingest {
         }
         let fresh = std::mem::take(&mut self.fresh);
         table.reserve(fresh.len(), self.free.len());
-        for (text, value) in &fresh {
-            let Some(slot) = self.admit(&mut table, text, at_ms) else {
+        // Room for a spelling per new series; one written in other than
+        // canonical form brings a second, which is rare, so it grows then.
+        self.index.reserve(fresh.len());
+        let mut text = String::new();
+        for sample in &fresh {
+            let Some(slot) = self.admit(&mut table, sample.family, &sample.labels, at_ms) else {
                 continue;
             };
             let Some(Some(entry)) = table.slots.get_mut(slot as usize) else {
@@ -970,13 +1067,17 @@ impl Ingest {
             // History goes only to a series created just now, never to
             // another spelling of one that already has a baseline.
             let brand_new = entry.detector.last().is_none() && entry.detector.window_len() == 0;
-            if let Some(history) = self.history.get(text).filter(|_| brand_new) {
-                let params = &runtime.config.watches[entry.watch as usize].detector;
-                for &past in history {
-                    entry.detector.learn(params, past);
+            if brand_new && !self.history.is_empty() {
+                let name = &self.families[sample.family as usize].name;
+                series_text(&mut text, name, &sample.labels);
+                if let Some(history) = self.history.get(text.as_str()) {
+                    let params = &runtime.config.watches[entry.watch as usize].detector;
+                    for &past in history {
+                        entry.detector.learn(params, past);
+                    }
                 }
             }
-            not_finite += observe(&shared, &runtime, entry, *value, at_ms);
+            not_finite += observe(&shared, &runtime, entry, sample.value, at_ms);
         }
         self.fresh = fresh;
         // The first fetch of a large target brings all its series at once;
@@ -984,7 +1085,13 @@ impl Ingest {
         if self.fresh.capacity() > 1024 {
             self.fresh = Vec::new();
         }
-        self.order.truncate(self.position);
+        // The order and values grew by doubling while the first fetches
+        // came in; once the target's size is known, they need no more room
+        // than it takes.
+        if self.order.capacity() > self.order.len() + self.order.len() / 8 + 64 {
+            self.order.shrink_to_fit();
+            self.values.shrink_to_fit();
+        }
         drop(table);
         if not_finite > 0 {
             shared.count_skipped(SkipCause::NotFinite, not_finite);
@@ -994,37 +1101,46 @@ impl Ingest {
 
     /// Decides what a series seen for the first time is: a new watched
     /// series, another spelling of a known one, or one no watch matches.
-    fn admit(&mut self, table: &mut SeriesTable, text: &str, at_ms: i64) -> Option<u32> {
-        if let Some(route) = self.index.get(text) {
-            // The same new series twice in one scrape.
-            return match route {
-                Route::Known(slot) => Some(*slot),
-                Route::Ignored => None,
-            };
+    fn admit(
+        &mut self,
+        table: &mut SeriesTable,
+        family_ix: u16,
+        spelling: &str,
+        at_ms: i64,
+    ) -> Option<u32> {
+        let runtime = Arc::clone(&self.runtime);
+        let index = &mut self.index;
+        // The same new series twice in one scrape.
+        if let Some(id) = index.find(family_ix, spelling) {
+            return index.route(id).slot();
         }
-        let (name, labels) = split_series(text);
-        let Some(canonical) = canonical_labels(labels) else {
+        let Some(canonical) = canonical_labels(spelling) else {
             self.shared.count_skipped(SkipCause::BadLabels, 1);
             return None;
         };
-        let watches = self.watched.get(name).cloned().unwrap_or_default();
-        let Some(watch) = watches
-            .into_iter()
-            .find(|&w| matches(&self.runtime.config.watches[w as usize], &canonical))
+        let labels_text = render_labels(&canonical);
+        // Another spelling of a known series (labels in another order).
+        if let Some(id) = index.find(family_ix, &labels_text) {
+            let route = index.route(id);
+            index.insert(family_ix, Arc::from(spelling), route);
+            return route.slot();
+        }
+        let family = &self.families[family_ix as usize];
+        let name = Arc::clone(&family.name);
+        let Some(watch) = family
+            .watches
+            .iter()
+            .copied()
+            .find(|&w| matches(&runtime.config.watches[w as usize], &canonical))
         else {
-            self.index.insert(Arc::from(text), Route::Ignored);
+            index.insert(family_ix, Arc::from(spelling), Route::IGNORED);
             return None;
         };
-        let labels_text = render_labels(&canonical);
-        let id = series_id(&self.hash_seed, &self.runtime.name, name, &labels_text);
-        if let Some(&slot) = self.by_id.get(&id) {
-            self.index.insert(Arc::from(text), Route::Known(slot));
-            return Some(slot);
-        }
+        let id = series_id(&self.hash_seed, &runtime.name, &name, &labels_text);
         // Another replica's series: remembered as unwatched, so it costs one
         // lookup a fetch from now on.
         if !self.shared.shard().owns(id) {
-            self.index.insert(Arc::from(text), Route::Ignored);
+            index.insert(family_ix, Arc::from(spelling), Route::IGNORED);
             return None;
         }
         if let Some(cause) = self.over_limit(table.len(), &canonical) {
@@ -1033,28 +1149,39 @@ impl Ingest {
             return None;
         }
         self.shared.series_total.fetch_add(1, Ordering::Relaxed);
-        let params = &self.runtime.config.watches[watch as usize].detector;
+        let params = &runtime.config.watches[watch as usize].detector;
         let restored = self.shared.take_restore(id);
         let detector = match &restored {
             Some(saved) => Detector::restore(params, saved),
             None => Detector::new(params, at_ms),
         };
+        let labels: Arc<str> = Arc::from(labels_text.as_str());
         let entry = SeriesEntry {
             id,
             watch,
-            export_labels: export_labels(&self.runtime.name, name, &canonical),
-            labels: Arc::from(labels_text.as_str()),
+            clash: canonical
+                .iter()
+                .any(|(name, _)| name == "source" || name == "metric"),
+            labels: Arc::clone(&labels),
             detector,
             last_seen_ms: at_ms,
             history: None,
         };
         if restored.is_some() {
-            resume(&self.shared, &self.runtime, &entry);
+            resume(&self.shared, &runtime, &entry);
         }
         let slot = table.insert(&mut self.free, entry);
-        self.by_id.insert(id, slot);
-        self.index.insert(Arc::from(text), Route::Known(slot));
-        tracing::debug!(source = &*self.runtime.name, series = text, "New series");
+        tracing::debug!(
+            source = &*runtime.name,
+            metric = &*name,
+            series = spelling,
+            "New series"
+        );
+        if *labels != *spelling {
+            self.index
+                .insert(family_ix, Arc::from(spelling), Route::to(slot));
+        }
+        self.index.insert(family_ix, labels, Route::to(slot));
         Some(slot)
     }
 
@@ -1130,7 +1257,6 @@ impl Ingest {
                 continue;
             };
             self.free.push(*slot);
-            self.by_id.remove(&entry.id);
             self.shared.series_total.fetch_sub(1, Ordering::Relaxed);
             if entry.detector.state() == State::Degraded {
                 let change = change_of(&runtime, &entry, State::Degraded, State::Learning, now_ms);
@@ -1153,13 +1279,41 @@ impl Ingest {
         // Unwatched spellings are forgotten too once they pile up, so a target
         // that churns label values cannot grow the index without bound.
         let forget_ignored = self.index.len() > 2 * MAX_SERIES_PER_SOURCE;
-        self.index.retain(|_, route| match route {
-            Route::Known(slot) => !stale.contains(slot),
-            Route::Ignored => !forget_ignored,
+        self.index.retain(|route| match route.slot() {
+            Some(slot) => !stale.contains(&slot),
+            None => !forget_ignored,
         });
-        // A freed slot may go to another series: no remembered route may
-        // lead to it. The next fetch relearns the order from the index.
+        // A freed slot may go to another series, and the index renumbers its
+        // spellings when it compacts: no remembered spelling may lead there.
+        // The next fetch relearns the order from the index.
         self.order.clear();
+    }
+}
+
+/// How many samples ahead [`Ingest::commit`] asks for a window's memory:
+/// enough to cover a miss to main memory at the cost of a sample's work.
+const LOOKAHEAD: usize = 8;
+
+/// Asks the CPU to bring the cache line at `address` in, without waiting for
+/// it. A hint only: it never faults, whatever the address.
+#[inline(always)]
+fn prefetch<T>(address: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` reads nothing the program sees and cannot fault,
+    // so any address is sound; SSE is part of the x86_64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
+}
+
+/// [`prefetch`] for every cache line of the `T` at `address`.
+#[inline(always)]
+fn prefetch_all<T>(address: *const T) {
+    let start = address.cast::<u8>();
+    for offset in (0..size_of::<T>()).step_by(64) {
+        prefetch(start.wrapping_add(offset));
     }
 }
 
@@ -1364,17 +1518,6 @@ pub fn own_labels(labels_text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Splits `name{labels}` into the name and the raw label text.
-fn split_series(text: &str) -> (&str, &str) {
-    match text.find('{') {
-        Some(open) => {
-            let inner = &text[open + 1..];
-            (&text[..open], inner.strip_suffix('}').unwrap_or(inner))
-        }
-        None => (text, ""),
-    }
-}
-
 /// Sorted, unescaped labels; `None` when the text does not parse.
 fn canonical_labels(raw: &str) -> Option<Vec<(String, String)>> {
     let mut labels = Vec::new();
@@ -1425,27 +1568,6 @@ fn render_labels(labels: &[(String, String)]) -> String {
     out
 }
 
-/// Our labels on /metrics. A series label named like one of ours keeps its
-/// value under `exported_<name>`, as Prometheus does with target labels.
-fn export_labels(source: &str, metric: &str, labels: &[(String, String)]) -> Box<str> {
-    let mut out = String::from("source=\"");
-    escape_label_value(&mut out, source);
-    out.push_str("\",metric=\"");
-    escape_label_value(&mut out, metric);
-    out.push('"');
-    for (name, value) in labels {
-        out.push(',');
-        if name == "source" || name == "metric" {
-            out.push_str("exported_");
-        }
-        out.push_str(name);
-        out.push_str("=\"");
-        escape_label_value(&mut out, value);
-        out.push('"');
-    }
-    out.into_boxed_str()
-}
-
 /// A stable id: the same series gets the same id after a restart, which the
 /// snapshot and the alert's generatorURL rely on.
 fn series_id(seed: &foldhash::fast::FixedState, source: &str, name: &str, labels: &str) -> u64 {
@@ -1462,17 +1584,99 @@ fn series_id(seed: &foldhash::fast::FixedState, source: &str, name: &str, labels
 mod tests {
     use super::*;
 
-    #[test]
-    fn clashing_labels_are_renamed_exported() {
-        let labels = vec![
-            ("metric".to_owned(), "m\"x".to_owned()),
-            ("model".to_owned(), "fraud".to_owned()),
-            ("source".to_owned(), "theirs".to_owned()),
-        ];
-        assert_eq!(
-            &*export_labels("ours", "model_accuracy", &labels),
-            r#"source="ours",metric="model_accuracy",exported_metric="m\"x",model="fraud",exported_source="theirs""#
+    /// An ingest of source `name` watching `model_accuracy`, window 10.
+    fn ingest_of(name: &str) -> (Arc<SourceRuntime>, Arc<Shared>, Ingest) {
+        let yaml = format!(
+            "detector:\n  window: 10\n  min_samples: 5\n\
+             sources:\n  - name: {name}\n    scrape:\n      url: http://127.0.0.1:9/m\n    \
+             watch:\n      - metric: model_accuracy\n"
         );
+        let config = crate::config::parse_str(&yaml, "t.yml")
+            .expect("valid")
+            .config;
+        let client = crate::daemon::http_client().expect("client");
+        let notifier = Notifier::start(None, &[], &Default::default(), client);
+        let shared = Arc::new(Shared::new(notifier, None, String::new()));
+        let runtime = Arc::new(SourceRuntime::new(config.sources[0].clone()));
+        shared.set_sources(vec![Arc::clone(&runtime)]);
+        let ingest = Ingest::new(Arc::clone(&runtime), Arc::clone(&shared));
+        (runtime, shared, ingest)
+    }
+
+    /// Routes one sample of `model_accuracy` with this label text.
+    fn route(ingest: &mut Ingest, labels: &str, value: f64) {
+        let series = format!("model_accuracy{{{labels}}}");
+        ingest.route(&Sample {
+            name: "model_accuracy",
+            labels,
+            series: &series,
+            value,
+            timestamp_ms: None,
+        });
+    }
+
+    #[tokio::test]
+    async fn clashing_labels_are_renamed_exported() {
+        let (runtime, _shared, mut ingest) = ingest_of("ours");
+        ingest.begin();
+        route(
+            &mut ingest,
+            r#"source="theirs",metric="m\"x",model="fraud""#,
+            1.0,
+        );
+        route(&mut ingest, r#"model="plain""#, 1.0);
+        ingest.commit(1_000);
+        let table = lock(&runtime.table);
+        let mut exported: Vec<String> = table
+            .iter()
+            .map(|entry| {
+                let mut out = String::new();
+                table.write_export_labels(&mut out, entry);
+                out
+            })
+            .collect();
+        exported.sort();
+        assert_eq!(
+            exported,
+            [
+                r#"source="ours",metric="model_accuracy",exported_metric="m\"x",model="fraud",exported_source="theirs""#,
+                r#"source="ours",metric="model_accuracy",model="plain""#,
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn spellings_of_one_series_share_its_slot_and_its_text() {
+        let (runtime, _shared, mut ingest) = ingest_of("s");
+        for round in 0..3 {
+            ingest.begin();
+            // The canonical spelling first, then the same labels reordered
+            // and with an empty label, which Prometheus treats as absent.
+            route(&mut ingest, r#"a="1",b="2""#, 1.0);
+            route(&mut ingest, r#"b="2",c="",a="1""#, 2.0);
+            route(&mut ingest, r#"b="3",a="1""#, 3.0);
+            ingest.commit(1_000 * (round + 1));
+        }
+        let table = lock(&runtime.table);
+        assert_eq!(table.len(), 2);
+        let ab = table
+            .iter()
+            .find(|e| &*e.labels == r#"a="1",b="2""#)
+            .expect("series a=1,b=2");
+        // Both spellings' samples reached the one series: 2 per round.
+        assert_eq!(ab.detector.window_len(), 6);
+        // Its text is the index's key, not a copy: the series and the
+        // index hold one allocation.
+        assert_eq!(Arc::strong_count(&ab.labels), 2);
+        // Each series' canonical text is a key shared in the same way; the
+        // two reordered spellings are keys of their own.
+        let ba = table
+            .iter()
+            .find(|e| &*e.labels == r#"a="1",b="3""#)
+            .expect("series a=1,b=3");
+        assert_eq!(ba.detector.window_len(), 3);
+        assert_eq!(Arc::strong_count(&ba.labels), 2);
+        assert_eq!(ingest.index.len(), 4);
     }
 
     #[test]
@@ -1486,33 +1690,14 @@ mod tests {
     /// Scrapes `values` (series `model="a"` and `model="b"`) once.
     fn scrape(ingest: &mut Ingest, round: i64, a: f64, b: f64) {
         ingest.begin();
-        for (labels, value) in [("model=\"a\"", a), ("model=\"b\"", b)] {
-            let series = format!("model_accuracy{{{labels}}}");
-            ingest.route(&Sample {
-                name: "model_accuracy",
-                labels,
-                series: &series,
-                value,
-                timestamp_ms: None,
-            });
-        }
+        route(ingest, "model=\"a\"", a);
+        route(ingest, "model=\"b\"", b);
         ingest.commit(1_000_000 + round * 1000);
     }
 
     #[tokio::test]
     async fn only_series_in_trouble_keep_a_history() {
-        let yaml = "detector:\n  window: 10\n  min_samples: 5\n\
-                    sources:\n  - name: s\n    scrape:\n      url: http://127.0.0.1:9/m\n    \
-                    watch:\n      - metric: model_accuracy\n";
-        let config = crate::config::parse_str(yaml, "t.yml")
-            .expect("valid")
-            .config;
-        let client = crate::daemon::http_client().expect("client");
-        let notifier = Notifier::start(None, &[], &Default::default(), client);
-        let shared = Arc::new(Shared::new(notifier, None, String::new()));
-        let runtime = Arc::new(SourceRuntime::new(config.sources[0].clone()));
-        shared.set_sources(vec![Arc::clone(&runtime)]);
-        let mut ingest = Ingest::new(Arc::clone(&runtime), Arc::clone(&shared));
+        let (runtime, shared, mut ingest) = ingest_of("s");
         for round in 0..20 {
             let v = if round % 2 == 0 { 0.90 } else { 0.91 };
             scrape(&mut ingest, round, v, v);
@@ -1532,11 +1717,5 @@ mod tests {
         assert_eq!(history.alert_spans(), vec![(1_020_000, 1_020_000)]);
         // Seeded with the baseline before the drop, then the drop itself.
         assert_eq!(history.points().len(), 11);
-    }
-
-    #[test]
-    fn split_series_separates_name_and_labels() {
-        assert_eq!(split_series(r#"up{a="}"}"#), ("up", r#"a="}""#));
-        assert_eq!(split_series("up"), ("up", ""));
     }
 }
