@@ -223,7 +223,7 @@ fn series(api: &Api, alerts_only: bool) -> Value {
                 .collect();
             let params = &source.config.watches[entry.watch as usize].detector;
             data.push(json!({
-                "id": format!("{:016x}", entry.id),
+                "id": format!("{:016x}", source.series_id(entry)),
                 "source": &*source.name,
                 "metric": &*source.watch_metrics[entry.watch as usize],
                 "labels": labels,

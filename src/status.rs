@@ -182,7 +182,7 @@ fn list(sources: &[Arc<SourceRuntime>], selectors: &[Selector], keep: usize) -> 
             groups
                 .entry((si, entry.watch))
                 .or_insert_with(|| Group::new(si, entry.watch))
-                .add(r, &entry.labels, entry.id, keep);
+                .add(r, &entry.labels, runtime.series_id(entry), keep);
         }
     }
     let mut groups: Vec<Group> = groups.into_values().collect();
@@ -273,21 +273,22 @@ fn rows(sources: &[Arc<SourceRuntime>], picks: &[Pick]) -> Vec<Row> {
         }
         let table = lock(&runtime.table);
         for entry in table.iter() {
-            let Some(pick) = wanted.get(&entry.id).filter(|p| p.watch == entry.watch) else {
+            let id = runtime.series_id(entry);
+            let Some(pick) = wanted.get(&id).filter(|p| p.watch == entry.watch) else {
                 continue;
             };
             let row = Row {
                 source: si,
                 watch: entry.watch,
                 in_group: pick.in_group,
-                id: entry.id,
+                id,
                 labels: Arc::clone(&entry.labels),
                 state: entry.detector.state(),
                 since_ms: entry.detector.since_ms(),
                 last: entry.detector.last(),
                 plot: recent(runtime, entry),
             };
-            found.insert(entry.id, row);
+            found.insert(id, row);
         }
     }
     picks.iter().filter_map(|p| found.remove(&p.id)).collect()
@@ -591,7 +592,7 @@ struct Detail {
 fn find(shared: &Shared, id: u64) -> Option<Detail> {
     for runtime in shared.sources().iter() {
         let mut table = lock(&runtime.table);
-        let Some(entry) = table.iter_mut().find(|e| e.id == id) else {
+        let Some(entry) = table.iter_mut().find(|e| runtime.series_id(e) == id) else {
             continue;
         };
         if entry.keep_history(&shared.histories, runtime.config.interval) {
@@ -608,7 +609,7 @@ fn detail(runtime: &SourceRuntime, entry: &SeriesEntry) -> Detail {
     let watch = &runtime.config.watches[entry.watch as usize];
     let history = entry.history.as_deref();
     Detail {
-        id: entry.id,
+        id: runtime.series_id(entry),
         source: Arc::clone(&runtime.name),
         metric: Arc::clone(&runtime.watch_metrics[entry.watch as usize]),
         labels: Arc::clone(&entry.labels),

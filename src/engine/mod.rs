@@ -219,7 +219,7 @@ impl Shared {
         for runtime in self.sources().iter() {
             let table = lock(&runtime.table);
             for entry in table.iter() {
-                encoder.add(entry.id, &entry.detector.save());
+                encoder.add(runtime.series_id(entry), &entry.detector.save());
             }
         }
         for (id, saved) in lock(&self.restores).iter() {
@@ -264,6 +264,18 @@ pub struct SourceRuntime {
 }
 
 impl SourceRuntime {
+    /// The id of a series of this source: a hash of the source's name, the
+    /// metric and the labels, the same after a restart. Computed when asked
+    /// rather than kept, which saves eight bytes a series for a hash that
+    /// costs tens of nanoseconds.
+    pub fn series_id(&self, entry: &SeriesEntry) -> u64 {
+        let metric = self
+            .watch_metrics
+            .get(entry.watch as usize)
+            .map_or("", |m| &**m);
+        series_id(&self.name, metric, &entry.labels)
+    }
+
     pub fn new(config: SourceConfig) -> SourceRuntime {
         SourceRuntime {
             name: Arc::from(config.name.as_str()),
@@ -427,10 +439,9 @@ impl SeriesTable {
     }
 }
 
-/// One watched series.
+/// One watched series. Its id is not kept, since it follows from the
+/// source, metric and labels: see [`SourceRuntime::series_id`].
 pub struct SeriesEntry {
-    /// Stable across restarts: a hash of the source name and the labels.
-    pub id: u64,
     /// Index of the watch in the source's configuration.
     pub watch: u16,
     /// Whether a label of the series is named `source` or `metric`, which
@@ -927,7 +938,7 @@ impl Ingest {
             free: Vec::new(),
             fresh: Vec::new(),
             history: HashMap::default(),
-            hash_seed: foldhash::fast::FixedState::with_seed(0x6472_6966_7477_6174),
+            hash_seed: foldhash::fast::FixedState::with_seed(SERIES_ID_SEED),
             limits_hit: 0,
             limits_hit_before: 0,
         }
@@ -1136,7 +1147,7 @@ impl Ingest {
             index.insert(family_ix, Arc::from(spelling), Route::IGNORED);
             return None;
         };
-        let id = series_id(&self.hash_seed, &runtime.name, &name, &labels_text);
+        let id = series_id(&runtime.name, &name, &labels_text);
         // Another replica's series: remembered as unwatched, so it costs one
         // lookup a fetch from now on.
         if !self.shared.shard().owns(id) {
@@ -1157,7 +1168,6 @@ impl Ingest {
         };
         let labels: Arc<str> = Arc::from(labels_text.as_str());
         let entry = SeriesEntry {
-            id,
             watch,
             clash: canonical
                 .iter()
@@ -1470,8 +1480,9 @@ fn alert_update(
     started_at_ms: i64,
 ) -> AlertUpdate {
     let last = entry.detector.last();
+    let series_id = runtime.series_id(entry);
     AlertUpdate {
-        series_id: entry.id,
+        series_id,
         source: Arc::clone(&runtime.name),
         metric: Arc::clone(&runtime.watch_metrics[entry.watch as usize]),
         labels: own_labels(&entry.labels),
@@ -1483,7 +1494,7 @@ fn alert_update(
         started_at_ms,
         at_ms: entry.last_seen_ms,
         interval: runtime.config.interval,
-        generator_url: format!("{}/series/{:016x}", shared.external_url, entry.id),
+        generator_url: format!("{}/series/{series_id:016x}", shared.external_url),
     }
 }
 
@@ -1568,10 +1579,13 @@ fn render_labels(labels: &[(String, String)]) -> String {
     out
 }
 
+/// The seed of series ids, fixed so that ids stay the same across restarts.
+const SERIES_ID_SEED: u64 = 0x6472_6966_7477_6174;
+
 /// A stable id: the same series gets the same id after a restart, which the
 /// snapshot and the alert's generatorURL rely on.
-fn series_id(seed: &foldhash::fast::FixedState, source: &str, name: &str, labels: &str) -> u64 {
-    let mut hasher = seed.build_hasher();
+fn series_id(source: &str, name: &str, labels: &str) -> u64 {
+    let mut hasher = foldhash::fast::FixedState::with_seed(SERIES_ID_SEED).build_hasher();
     hasher.write(source.as_bytes());
     hasher.write_u8(0xff);
     hasher.write(name.as_bytes());
