@@ -210,11 +210,11 @@ pub struct SavedDetector {
 ///
 /// # Cost
 ///
-/// Each sample is O(1): the ring keeps running sums of `x − K`, with K a
-/// reference value taken from the window. Every `window` updates the sums are
-/// recomputed exactly (O(window), amortised O(1)) and K recentred, so rounding
-/// neither accumulates over long runs nor cancels catastrophically on a large
-/// offset with a small spread.
+/// Each sample is O(1): the baseline is a [`Window`], whose running sums
+/// are of `x − K` with K a sample of the window, and are recomputed from the
+/// samples once per `window` updates (amortised O(1)), so rounding neither
+/// accumulates over long runs nor cancels catastrophically on a large offset
+/// with a small spread.
 #[derive(Debug, Clone)]
 pub struct Detector {
     baseline: Window,

@@ -6,9 +6,9 @@
 //! on a metric with a large offset and a small spread (a counter near 1e9
 //! moving by units) the deviations stay small and exact, where plain sums
 //! of x and x² would cancel catastrophically. Each time the ring wraps, the
-//! sums are recomputed exactly in two passes (O(window) once per window, so
-//! O(1) amortised) and K recentred, so rounding never accumulates over long
-//! runs.
+//! sums are recomputed from the samples in one pass (O(window) once per
+//! window, so O(1) amortised) and K recentred on the newest sample, so
+//! rounding never accumulates over long runs.
 
 /// The smallest ring allocated while a window fills, so that a series that
 /// sends a handful of samples and goes stale never holds a full window.
@@ -155,22 +155,24 @@ impl Window {
         }
     }
 
-    /// Exact two-pass sums, recentred on the sample nearest the mean: a
-    /// sample, so a flat window gives exact zeros.
+    /// The sums again from the samples themselves, recentred on the newest:
+    /// a sample, so a flat window gives exact zeros, and one within the
+    /// window's range, so the deviations stay of the order of its spread.
+    /// One pass over a contiguous slice: the samples are always the whole
+    /// ring or, while it fills, its first `len` slots, and sums do not care
+    /// about their order.
     fn recompute(&mut self) {
-        let n = self.len() as f64;
-        let mean = self.iter().sum::<f64>() / n;
-        let nearest = self
-            .iter()
-            .min_by(|a, b| (a - mean).abs().total_cmp(&(b - mean).abs()));
-        let Some(reference) = nearest else {
+        let newest = self.next.checked_sub(1).unwrap_or(self.len - 1) as usize;
+        let Some(&reference) = self.ring.get(newest) else {
             return;
         };
+        let (sum, sum_sq) = self.ring[..self.len()]
+            .iter()
+            .fold((0.0, 0.0), |(s, q), &x| {
+                let dev = x - reference;
+                (s + dev, q + dev * dev)
+            });
         self.reference = reference;
-        let (sum, sum_sq) = self.iter().fold((0.0, 0.0), |(s, q), x| {
-            let dev = x - reference;
-            (s + dev, q + dev * dev)
-        });
         self.sum = sum;
         self.sum_sq = sum_sq;
     }

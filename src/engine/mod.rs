@@ -1302,12 +1302,13 @@ impl Ingest {
 
 /// How many samples ahead [`Ingest::commit`] asks for a window's memory:
 /// enough to cover a miss to main memory at the cost of a sample's work.
-const LOOKAHEAD: usize = 8;
+pub const LOOKAHEAD: usize = 8;
 
 /// Asks the CPU to bring the cache line at `address` in, without waiting for
-/// it. A hint only: it never faults, whatever the address.
+/// it. A hint only: it never faults, whatever the address. Public for the
+/// benchmarks, which drive windows the way [`Ingest::commit`] does.
 #[inline(always)]
-fn prefetch<T>(address: *const T) {
+pub fn prefetch<T>(address: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `prefetcht0` reads nothing the program sees and cannot fault,
     // so any address is sound; SSE is part of the x86_64 baseline.
