@@ -66,6 +66,11 @@ impl SeriesIndex {
             && self.texts.get(id).and_then(Option::as_deref) == Some(labels)
     }
 
+    /// The family of spelling `id`, if the index holds it.
+    pub fn family(&self, id: SpellingId) -> Option<u16> {
+        self.families.get(id as usize).copied()
+    }
+
     pub fn route(&self, id: SpellingId) -> Route {
         self.routes
             .get(id as usize)

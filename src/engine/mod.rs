@@ -973,15 +973,20 @@ impl Ingest {
 
     /// The per-sample hot path: no lock, and no allocation for a known series.
     pub fn route(&mut self, sample: &Sample<'_>) {
-        let Some(&family) = self.family_of.get(sample.name) else {
-            return;
-        };
         let position = self.position;
+        // The sample expected here tells its family, which spares hashing
+        // the name when it is that family's.
+        let expected = self.order.get(position).copied().unwrap_or(UNKNOWN);
+        let family = match self.index.family(expected) {
+            Some(family) if *self.families[family as usize].name == *sample.name => family,
+            _ => match self.family_of.get(sample.name) {
+                Some(&family) => family,
+                None => return,
+            },
+        };
         self.position += 1;
         self.values.push(sample.value);
-        if let Some(&id) = self.order.get(position)
-            && self.index.is(id, family, sample.labels)
-        {
+        if self.index.is(expected, family, sample.labels) {
             return;
         }
         let id = match self.index.find(family, sample.labels) {
