@@ -263,16 +263,12 @@ impl Ring {
         self.values.as_ptr().wrapping_add(self.next)
     }
 
-    /// Adds `x` to a ring still filling, growing it as a [`Window`] grows
-    /// its own (16 slots, then doubling up to `window`), so that rings
-    /// filled side by side land in memory where windows filled side by side
-    /// land.
+    /// Adds `x` to a ring still filling, allocating it whole at the first
+    /// sample as a [`Window`] does, so that rings filled side by side land
+    /// in memory where windows filled side by side land.
     fn fill(&mut self, x: f64, window: usize) {
-        if self.next == self.values.len() {
-            let grown = (self.values.len() * 2).clamp(16, window);
-            let mut values = vec![0.0; grown].into_boxed_slice();
-            values[..self.next].copy_from_slice(&self.values);
-            self.values = values;
+        if self.values.len() != window {
+            self.values = vec![0.0; window].into_boxed_slice();
         }
         self.values[self.next] = x;
         self.next = (self.next + 1) % window;

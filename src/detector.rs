@@ -244,8 +244,7 @@ const EWMA_MARK: f32 = -1.0;
 impl Detector {
     /// A detector with an empty baseline, learning since `now_ms`.
     ///
-    /// The ring is allocated by the first sample and grows with the baseline,
-    /// so a series seen once costs no window.
+    /// The ring is allocated by the first sample.
     pub fn new(_params: &DetectorParams, now_ms: i64) -> Self {
         Detector {
             baseline: Window::new(),

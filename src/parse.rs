@@ -126,14 +126,11 @@ impl ExpositionParser {
         Self::default()
     }
 
-    /// Parses every complete line in `chunk`, calling `on_sample` per sample
-    /// line, and keeps a trailing partial line for the next call.
+    /// Parses every complete line in `chunk`, handing each sample to `sink`
+    /// (a closure will do), and keeps a trailing partial line for the next
+    /// call.
     /// Stops at the first malformed line.
-    pub fn feed(
-        &mut self,
-        chunk: &[u8],
-        on_sample: &mut impl FnMut(&Sample<'_>),
-    ) -> Result<(), ParseError> {
+    pub fn feed(&mut self, chunk: &[u8], sink: &mut impl SampleSink) -> Result<(), ParseError> {
         let mut rest = chunk;
 
         // Complete the line carried over from the previous chunk, if any.
@@ -144,7 +141,7 @@ impl ExpositionParser {
             };
             self.carry.extend_from_slice(&rest[..nl]);
             rest = &rest[nl + 1..];
-            self.parse_carry(on_sample)?;
+            self.parse_carry(sink)?;
         }
 
         // Parse the complete lines in place and carry the tail.
@@ -152,17 +149,17 @@ impl ExpositionParser {
             self.carry.extend_from_slice(rest);
             return Ok(());
         };
-        self.parse_complete(&rest[..=last], on_sample)?;
+        self.parse_complete(&rest[..=last], sink)?;
         self.carry.extend_from_slice(&rest[last + 1..]);
         Ok(())
     }
 
     /// The end of the body: parses a last line that had no newline.
-    pub fn finish(&mut self, on_sample: &mut impl FnMut(&Sample<'_>)) -> Result<(), ParseError> {
+    pub fn finish(&mut self, sink: &mut impl SampleSink) -> Result<(), ParseError> {
         if self.carry.is_empty() {
             return Ok(());
         }
-        self.parse_carry(on_sample)
+        self.parse_carry(sink)
     }
 
     /// How many complete lines were parsed so far.
@@ -170,9 +167,9 @@ impl ExpositionParser {
         self.lines
     }
 
-    fn parse_carry(&mut self, on_sample: &mut impl FnMut(&Sample<'_>)) -> Result<(), ParseError> {
+    fn parse_carry(&mut self, sink: &mut impl SampleSink) -> Result<(), ParseError> {
         let carry = std::mem::take(&mut self.carry);
-        let result = self.parse_bytes_line(&carry, on_sample);
+        let result = self.parse_bytes_line(&carry, sink);
         self.carry = carry;
         self.carry.clear();
         if self.carry.capacity() > CARRY_KEEP {
@@ -185,17 +182,17 @@ impl ExpositionParser {
     fn parse_complete(
         &mut self,
         region: &[u8],
-        on_sample: &mut impl FnMut(&Sample<'_>),
+        sink: &mut impl SampleSink,
     ) -> Result<(), ParseError> {
         // One UTF-8 check for the whole region is much cheaper than one per
         // line; only a region that fails is checked again line by line, to
         // find which line to blame.
         match std::str::from_utf8(region) {
-            Ok(text) => self.parse_text(text, on_sample),
+            Ok(text) => self.parse_text(text, sink),
             Err(_) => {
                 let mut start = 0;
                 for nl in memchr_iter(b'\n', region) {
-                    self.parse_bytes_line(&region[start..nl], on_sample)?;
+                    self.parse_bytes_line(&region[start..nl], sink)?;
                     start = nl + 1;
                 }
                 Ok(())
@@ -203,14 +200,10 @@ impl ExpositionParser {
         }
     }
 
-    fn parse_text(
-        &mut self,
-        text: &str,
-        on_sample: &mut impl FnMut(&Sample<'_>),
-    ) -> Result<(), ParseError> {
+    fn parse_text(&mut self, text: &str, sink: &mut impl SampleSink) -> Result<(), ParseError> {
         let mut start = 0;
         for nl in memchr_iter(b'\n', text.as_bytes()) {
-            self.parse_str_line(&text[start..nl], on_sample)?;
+            self.parse_str_line(&text[start..nl], sink)?;
             start = nl + 1;
         }
         Ok(())
@@ -219,10 +212,10 @@ impl ExpositionParser {
     fn parse_bytes_line(
         &mut self,
         line: &[u8],
-        on_sample: &mut impl FnMut(&Sample<'_>),
+        sink: &mut impl SampleSink,
     ) -> Result<(), ParseError> {
         match std::str::from_utf8(line) {
-            Ok(text) => self.parse_str_line(text, on_sample),
+            Ok(text) => self.parse_str_line(text, sink),
             Err(e) => {
                 self.lines += 1;
                 let kind = LineError::InvalidUtf8 {
@@ -236,15 +229,11 @@ impl ExpositionParser {
         }
     }
 
-    fn parse_str_line(
-        &mut self,
-        line: &str,
-        on_sample: &mut impl FnMut(&Sample<'_>),
-    ) -> Result<(), ParseError> {
+    fn parse_str_line(&mut self, line: &str, sink: &mut impl SampleSink) -> Result<(), ParseError> {
         self.lines += 1;
-        match parse_line(line) {
+        match parse_line_expecting(line, sink.expected()) {
             Ok(Line::Sample(sample)) => {
-                on_sample(&sample);
+                sink.sample(&sample);
                 Ok(())
             }
             Ok(_) => Ok(()),
@@ -256,15 +245,44 @@ impl ExpositionParser {
     }
 }
 
+/// Where a parser's samples go.
+pub trait SampleSink {
+    fn sample(&mut self, sample: &Sample<'_>);
+
+    /// The metric name and raw label text the next sample line will
+    /// probably carry, when the sink knows (a target writes its series in
+    /// the same order at every fetch). A line whose series is exactly that
+    /// text, checked when it was first seen, is not checked again: reading
+    /// the labels is a third of the parser's work.
+    fn expected(&self) -> Option<(&str, &str)> {
+        None
+    }
+}
+
+impl<F: FnMut(&Sample<'_>)> SampleSink for F {
+    fn sample(&mut self, sample: &Sample<'_>) {
+        self(sample)
+    }
+}
+
 /// Parses one line, without its `\n`; a trailing `\r` is ignored.
 pub fn parse_line(line: &str) -> Result<Line<'_>, LineError> {
+    parse_line_expecting(line, None)
+}
+
+/// [`parse_line`], told the name and label text a sample line will
+/// probably carry (see [`SampleSink::expected`]).
+fn parse_line_expecting<'a>(
+    line: &'a str,
+    expected: Option<(&str, &str)>,
+) -> Result<Line<'a>, LineError> {
     let line = line.strip_suffix('\r').unwrap_or(line);
     let mut cur = Cursor::new(line);
     cur.skip_blanks();
     match cur.peek() {
         None => Ok(Line::Blank),
         Some(b'#') => parse_comment(cur),
-        Some(_) => parse_sample(cur).map(Line::Sample),
+        Some(_) => parse_sample(cur, expected).map(Line::Sample),
     }
 }
 
@@ -347,7 +365,10 @@ fn parse_comment(mut cur: Cursor<'_>) -> Result<Line<'_>, LineError> {
     Ok(Line::Type { name, kind })
 }
 
-fn parse_sample(mut cur: Cursor<'_>) -> Result<Sample<'_>, LineError> {
+fn parse_sample<'a>(
+    mut cur: Cursor<'a>,
+    expected: Option<(&str, &str)>,
+) -> Result<Sample<'a>, LineError> {
     let start = cur.pos;
     let name = cur.take_name(METRIC_START, METRIC_CONT);
     if name.is_empty() {
@@ -355,9 +376,16 @@ fn parse_sample(mut cur: Cursor<'_>) -> Result<Sample<'_>, LineError> {
     }
 
     // The labels, if any: checked in full, since the closing brace can only
-    // be found by reading past every quoted value.
-    let blank = cur.skip_blanks() > 0;
-    let (labels, series) = if cur.eat(b'{') {
+    // be found by reading past every quoted value, unless they are exactly
+    // the expected text, which was checked when it was first seen.
+    let known = expected
+        .filter(|&(expected_name, _)| expected_name == name)
+        .and_then(|(_, labels)| cur.known_labels(labels));
+    let blank = known.is_none() && cur.skip_blanks() > 0;
+    let (labels, series) = if let Some(close) = known {
+        let open = start + name.len() + 1;
+        (cur.slice(open, close), cur.slice(start, close + 1))
+    } else if cur.eat(b'{') {
         let open = cur.pos;
         let close = check_labels(&mut cur)?;
         (cur.slice(open, close), cur.slice(start, close + 1))
@@ -406,7 +434,7 @@ fn not_a_metric_name(cur: &Cursor<'_>) -> LineError {
 /// position of `}`.
 fn check_labels(cur: &mut Cursor<'_>) -> Result<usize, LineError> {
     let mut scanner = LabelScanner::new(*cur, true);
-    let mut seen = SeenNames::default();
+    let mut seen = SeenNames::new();
     while let Some(label) = scanner.next_label()? {
         if label.name == "__name__" {
             return Err(LineError::ReservedLabel);
@@ -425,22 +453,43 @@ fn check_labels(cur: &mut Cursor<'_>) -> Result<usize, LineError> {
 
 /// The label names of one line, kept without allocating for up to
 /// `INLINE` labels; a line with more spills to the heap.
-#[derive(Default)]
 struct SeenNames<'a> {
     inline: [&'a str; INLINE],
     len: usize,
     spill: Vec<&'a str>,
+    /// Whether the names so far came in increasing order, as most client
+    /// libraries write them: then a name above the last one cannot be a
+    /// repeat, and the names need not be searched.
+    ascending: bool,
 }
 
 const INLINE: usize = 16;
 
 impl<'a> SeenNames<'a> {
+    fn new() -> Self {
+        SeenNames {
+            inline: [""; INLINE],
+            len: 0,
+            spill: Vec::new(),
+            ascending: true,
+        }
+    }
+
     /// Adds a name; false when it was there already.
     fn insert(&mut self, name: &'a str) -> bool {
-        let inline = &self.inline[..self.len.min(INLINE)];
-        if inline.contains(&name) || self.spill.contains(&name) {
-            return false;
+        let last = match self.len {
+            0 => None,
+            n if n <= INLINE => Some(self.inline[n - 1]),
+            _ => self.spill.last().copied(),
+        };
+        let above_last = last.is_none_or(|last| name > last);
+        if !(self.ascending && above_last) {
+            let inline = &self.inline[..self.len.min(INLINE)];
+            if inline.contains(&name) || self.spill.contains(&name) {
+                return false;
+            }
         }
+        self.ascending &= above_last;
         if self.len < INLINE {
             self.inline[self.len] = name;
         } else {
@@ -622,6 +671,25 @@ impl<'a> Cursor<'a> {
         }
         self.pos = end;
         self.slice(start, end)
+    }
+
+    /// When the text here is `{labels}` for this non-empty `labels`, moves
+    /// past it and returns the position of the `}`.
+    fn known_labels(&mut self, labels: &str) -> Option<usize> {
+        if labels.is_empty() {
+            return None;
+        }
+        let rest = &self.bytes()[self.pos..];
+        let close = labels.len() + 1;
+        let matches = rest.first() == Some(&b'{')
+            && rest.get(close) == Some(&b'}')
+            && rest.get(1..close) == Some(labels.as_bytes());
+        if !matches {
+            return None;
+        }
+        let at = self.pos + close;
+        self.pos = at + 1;
+        Some(at)
     }
 
     /// After an opening `"`: takes the raw value and whether it holds an
@@ -818,6 +886,76 @@ mod tests {
         }
     }
 
+    /// Parses `line` told to expect `expected`.
+    fn expecting<'a>(line: &'a str, expected: (&str, &str)) -> Result<Sample<'a>, LineError> {
+        match parse_line_expecting(line, Some(expected))? {
+            Line::Sample(sample) => Ok(sample),
+            other => panic!("expected a sample from {line:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_expected_series_parses_as_any_other() {
+        let line = r#"m{a="1",b="x\"y"} 2.5 1700000000000"#;
+        let Ok(Line::Sample(plain)) = parse_line(line) else {
+            panic!("parses");
+        };
+        assert_eq!(
+            expecting(line, ("m", r#"a="1",b="x\"y""#)),
+            Ok(plain.clone())
+        );
+        // Another name, other labels, a prefix of the labels: read in full.
+        assert_eq!(
+            expecting(line, ("n", r#"a="1",b="x\"y""#)),
+            Ok(plain.clone())
+        );
+        assert_eq!(
+            expecting(line, ("m", r#"a="2",b="x\"y""#)),
+            Ok(plain.clone())
+        );
+        assert_eq!(expecting(line, ("m", r#"a="1""#)), Ok(plain));
+        // What follows the labels is checked as ever.
+        assert!(expecting(r#"m{a="1"} oops"#, ("m", r#"a="1""#)).is_err());
+        assert!(expecting(r#"m{a="1"}"#, ("m", r#"a="1""#)).is_err());
+        // A line that differs from the expected text is checked in full.
+        assert_eq!(
+            expecting(r#"m{a="1",a="1"} 1"#, ("m", r#"a="1""#)).map_err(|e| e.to_string()),
+            Err(r#"duplicate label name "a""#.to_owned())
+        );
+    }
+
+    #[test]
+    fn a_sink_that_expects_its_series_gets_the_same_samples() {
+        struct Expecting<'e> {
+            next: std::slice::Iter<'e, (&'e str, &'e str)>,
+            got: Vec<(String, String, f64)>,
+        }
+        impl SampleSink for Expecting<'_> {
+            fn sample(&mut self, s: &Sample<'_>) {
+                self.got
+                    .push((s.name.to_owned(), s.labels.to_owned(), s.value));
+                self.next.next();
+            }
+            fn expected(&self) -> Option<(&str, &str)> {
+                self.next.as_slice().first().copied()
+            }
+        }
+        let body = "# TYPE m gauge\nm{a=\"1\"} 1\nm{a=\"2\"} 2\nm{a=\"3\"} 3\n";
+        // Right, then wrong, then right again after the wrong one.
+        let hints = [("m", r#"a="1""#), ("m", r#"a="9""#), ("m", r#"a="3""#)];
+        let mut sink = Expecting {
+            next: hints.iter(),
+            got: Vec::new(),
+        };
+        let mut parser = ExpositionParser::new();
+        parser.feed(body.as_bytes(), &mut sink).unwrap();
+        parser.finish(&mut sink).unwrap();
+        let want: Vec<_> = (1..=3)
+            .map(|i| ("m".to_owned(), format!("a=\"{i}\""), f64::from(i)))
+            .collect();
+        assert_eq!(sink.got, want);
+    }
+
     fn label_pairs(raw: &str) -> Vec<(String, String)> {
         labels(raw)
             .map(|l| l.map(|(n, v)| (n.to_owned(), v.into_owned())))
@@ -918,6 +1056,16 @@ mod tests {
             error(r#"m{a="1",b="2",a="3"} 1"#),
             r#"duplicate label name "a""#
         );
+    }
+
+    #[test]
+    fn duplicate_label_name_is_found_in_sorted_and_unsorted_lines() {
+        assert_eq!(error(r#"m{a="1",a="2"} 1"#), r#"duplicate label name "a""#);
+        assert_eq!(
+            error(r#"m{b="1",c="2",a="3",c="4"} 1"#),
+            r#"duplicate label name "c""#
+        );
+        assert!(parse_line(r#"m{b="1",a="2",c="3"} 1"#).is_ok());
     }
 
     #[test]
@@ -1172,11 +1320,13 @@ mod tests {
         let mut parser = ExpositionParser::new();
         let mut seen = Vec::new();
         parser
-            .feed(b"a 1\nb 2", &mut |s| seen.push(s.name.to_owned()))
+            .feed(b"a 1\nb 2", &mut |s: &Sample<'_>| {
+                seen.push(s.name.to_owned())
+            })
             .unwrap();
         assert_eq!(seen, ["a"]);
         parser
-            .finish(&mut |s| seen.push(s.name.to_owned()))
+            .finish(&mut |s: &Sample<'_>| seen.push(s.name.to_owned()))
             .unwrap();
         assert_eq!(seen, ["a", "b"]);
         assert_eq!(parser.lines(), 2);
@@ -1201,7 +1351,7 @@ mod tests {
         let longest = body.lines().map(str::len).max().unwrap();
         let mut parser = ExpositionParser::new();
         for chunk in body.as_bytes().chunks(7) {
-            parser.feed(chunk, &mut |_| {}).unwrap();
+            parser.feed(chunk, &mut |_: &Sample<'_>| {}).unwrap();
             assert!(parser.carry.len() <= longest);
         }
         assert_eq!(parser.lines(), 200);

@@ -10,10 +10,6 @@
 //! window, so O(1) amortised) and K recentred on the newest sample, so
 //! rounding never accumulates over long runs.
 
-/// The smallest ring allocated while a window fills, so that a series that
-/// sends a handful of samples and goes stale never holds a full window.
-const MIN_RING: usize = 16;
-
 /// A ring of the last samples with running sums of their deviations from a
 /// reference value.
 ///
@@ -22,7 +18,9 @@ const MIN_RING: usize = 16;
 /// changes it reaches every window at its next sample.
 #[derive(Debug, Clone, Default)]
 pub struct Window {
-    /// Grows by doubling up to the window while it fills.
+    /// Allocated whole by the first sample: growing it as it filled left
+    /// freed smaller rings behind as heap holes, which cost more resident
+    /// memory at a hundred thousand series than the growth saved.
     ring: Box<[f64]>,
     /// The slot the next sample goes to; when full, the oldest sample's.
     next: u32,
@@ -131,17 +129,10 @@ impl Window {
             .copied()
     }
 
-    /// Grows a full ring towards `window`, or shrinks one beyond it after a
-    /// reload made the window smaller, keeping the newest samples.
+    /// Sizes the ring to `window`: at the first sample, or after a reload
+    /// changed the window, keeping the newest samples.
     fn fit(&mut self, window: usize) {
-        let cap = self.ring.len();
-        let new_cap = if cap > window {
-            window
-        } else if self.len() == cap {
-            (cap * 2).max(MIN_RING).min(window)
-        } else {
-            return;
-        };
+        let new_cap = window;
         let keep = self.len().min(new_cap);
         let mut ring = vec![0.0; new_cap].into_boxed_slice();
         for (slot, x) in ring.iter_mut().zip(self.iter().skip(self.len() - keep)) {

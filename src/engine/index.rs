@@ -66,6 +66,11 @@ impl SeriesIndex {
             && self.texts.get(id).and_then(Option::as_deref) == Some(labels)
     }
 
+    /// The label text of spelling `id`, if the index holds it.
+    pub fn text(&self, id: SpellingId) -> Option<&str> {
+        self.texts.get(id as usize)?.as_deref()
+    }
+
     /// The family of spelling `id`, if the index holds it.
     pub fn family(&self, id: SpellingId) -> Option<u16> {
         self.families.get(id as usize).copied()

@@ -698,6 +698,18 @@ pub struct Ingest {
     limits_hit_before: u8,
 }
 
+/// The parser hands a scrape's samples straight to the ingest, and asks it
+/// which series to expect next.
+impl parse::SampleSink for Ingest {
+    fn sample(&mut self, sample: &Sample<'_>) {
+        self.route(sample);
+    }
+
+    fn expected(&self) -> Option<(&str, &str)> {
+        Ingest::expected(self)
+    }
+}
+
 /// A source's scheduler loop around its [`Ingest`].
 struct SourceTask {
     ingest: Ingest,
@@ -805,10 +817,7 @@ impl SourceTask {
             body_size_limit: runtime.config.body_size_limit,
         };
         let ingest = &mut self.ingest;
-        let mut on_sample = |sample: &Sample<'_>| ingest.route(sample);
-        source::scrape(client, &request, &mut on_sample)
-            .await
-            .map(|_| ())
+        source::scrape(client, &request, ingest).await.map(|_| ())
     }
 
     /// Runs the source's query at `at_ms` and routes one sample per result;
@@ -1004,6 +1013,15 @@ impl Ingest {
             self.order.resize(position + 1, UNKNOWN);
         }
         self.order[position] = id;
+    }
+
+    /// The name and label text of the sample expected next: the one that
+    /// came at this position in the last fetch.
+    pub fn expected(&self) -> Option<(&str, &str)> {
+        let id = *self.order.get(self.position)?;
+        let family = self.index.family(id)?;
+        let labels = self.index.text(id)?;
+        Some((&self.families[family as usize].name, labels))
     }
 
     fn record_health(&self, at_ms: i64, duration: Duration, error: Option<ScrapeError>) {

@@ -7,7 +7,7 @@ pub mod promql;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::parse::{ExpositionParser, ParseError, Sample};
+use crate::parse::{ExpositionParser, ParseError, SampleSink};
 
 /// The Accept header Prometheus sends; exporters that speak several formats
 /// answer with the classic text format we parse.
@@ -70,17 +70,17 @@ pub struct ScrapeRequest<'a> {
     pub body_size_limit: u64,
 }
 
-/// Fetches `request.url` and feeds every sample to `on_sample` while the body
+/// Fetches `request.url` and feeds every sample to `sink` while the body
 /// streams in, so a large target is never held in memory whole. The caller
 /// decides what to keep: a failed scrape reports an error after some samples
 /// may already have been seen.
 pub async fn scrape(
     client: &reqwest::Client,
     request: &ScrapeRequest<'_>,
-    on_sample: &mut impl FnMut(&Sample<'_>),
+    sink: &mut impl SampleSink,
 ) -> Result<usize, ScrapeError> {
     let url = request.url;
-    match tokio::time::timeout(request.timeout, scrape_inner(client, request, on_sample)).await {
+    match tokio::time::timeout(request.timeout, scrape_inner(client, request, sink)).await {
         Ok(result) => result,
         Err(_) => Err(ScrapeError::Timeout {
             url: url.to_owned(),
@@ -92,7 +92,7 @@ pub async fn scrape(
 async fn scrape_inner(
     client: &reqwest::Client,
     request: &ScrapeRequest<'_>,
-    on_sample: &mut impl FnMut(&Sample<'_>),
+    sink: &mut impl SampleSink,
 ) -> Result<usize, ScrapeError> {
     let url = request.url;
     let mut builder = client
@@ -156,18 +156,16 @@ async fn scrape_inner(
             });
         }
         parser
-            .feed(&chunk, on_sample)
+            .feed(&chunk, sink)
             .map_err(|source| ScrapeError::Parse {
                 url: url.to_owned(),
                 source,
             })?;
     }
-    parser
-        .finish(on_sample)
-        .map_err(|source| ScrapeError::Parse {
-            url: url.to_owned(),
-            source,
-        })?;
+    parser.finish(sink).map_err(|source| ScrapeError::Parse {
+        url: url.to_owned(),
+        source,
+    })?;
     Ok(received as usize)
 }
 
