@@ -696,6 +696,10 @@ pub struct Ingest {
     /// Bits by [`SkipCause`] of the limits this fetch and the last one hit.
     limits_hit: u8,
     limits_hit_before: u8,
+    /// The time of the last commit that saw every series the source has,
+    /// when it did: none of them can be stale then, and the walk over them
+    /// all that looks for stale ones is skipped.
+    all_seen_at_ms: Option<i64>,
 }
 
 /// The parser hands a scrape's samples straight to the ingest, and asks it
@@ -950,6 +954,7 @@ impl Ingest {
             hash_seed: foldhash::fast::FixedState::with_seed(SERIES_ID_SEED),
             limits_hit: 0,
             limits_hit_before: 0,
+            all_seen_at_ms: None,
         }
     }
 
@@ -1018,6 +1023,14 @@ impl Ingest {
     /// The name and label text of the sample expected next: the one that
     /// came at this position in the last fetch.
     pub fn expected(&self) -> Option<(&str, &str)> {
+        // The parser compares each line with the text expected there, and
+        // those texts lie scattered over the heap: asking for one a few
+        // lines early hides the wait for memory behind the lines between.
+        if let Some(&ahead) = self.order.get(self.position + LOOKAHEAD) {
+            if let Some(text) = self.index.text(ahead) {
+                prefetch_bytes(text.as_bytes());
+            }
+        }
         let id = *self.order.get(self.position)?;
         let family = self.index.family(id)?;
         let labels = self.index.text(id)?;
@@ -1058,6 +1071,7 @@ impl Ingest {
         let shared = Arc::clone(&self.shared);
         let mut table = lock(&runtime.table);
         let mut not_finite = 0;
+        let mut seen = 0;
         self.order.truncate(self.position);
         let slot_at = |k: usize| {
             let id = *self.order.get(k)?;
@@ -1083,6 +1097,7 @@ impl Ingest {
             let Some(Some(entry)) = table.slots.get_mut(slot as usize) else {
                 continue;
             };
+            seen += usize::from(entry.last_seen_ms != at_ms);
             not_finite += observe(&shared, &runtime, entry, value, at_ms);
         }
         let fresh = std::mem::take(&mut self.fresh);
@@ -1092,12 +1107,15 @@ impl Ingest {
         self.index.reserve(fresh.len());
         let mut text = String::new();
         for sample in &fresh {
+            let live_before = table.len();
             let Some(slot) = self.admit(&mut table, sample.family, &sample.labels, at_ms) else {
                 continue;
             };
+            let created = table.len() > live_before;
             let Some(Some(entry)) = table.slots.get_mut(slot as usize) else {
                 continue;
             };
+            seen += usize::from(created || entry.last_seen_ms != at_ms);
             // History goes only to a series created just now, never to
             // another spelling of one that already has a baseline.
             let brand_new = entry.detector.last().is_none() && entry.detector.window_len() == 0;
@@ -1126,6 +1144,7 @@ impl Ingest {
             self.order.shrink_to_fit();
             self.values.shrink_to_fit();
         }
+        self.all_seen_at_ms = (seen == table.len()).then_some(at_ms);
         drop(table);
         if not_finite > 0 {
             shared.count_skipped(SkipCause::NotFinite, not_finite);
@@ -1269,6 +1288,9 @@ impl Ingest {
     /// Drops series their source stopped returning for `stale_after`,
     /// resolving any alert they had.
     pub fn drop_stale(&mut self, now_ms: i64) {
+        if self.all_seen_at_ms == Some(now_ms) {
+            return;
+        }
         let runtime = Arc::clone(&self.runtime);
         let mut table = lock(&runtime.table);
         let stale: Vec<u32> = table
@@ -1340,6 +1362,18 @@ pub fn prefetch<T>(address: *const T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = address;
+}
+
+/// [`prefetch`] for every cache line of `bytes`.
+#[inline(always)]
+fn prefetch_bytes(bytes: &[u8]) {
+    let start = bytes.as_ptr();
+    // From the line the first byte is on, so that the last one is reached
+    // however the text is aligned.
+    let misalignment = start as usize % 64;
+    for offset in (0..misalignment + bytes.len()).step_by(64) {
+        prefetch(start.wrapping_sub(misalignment).wrapping_add(offset));
+    }
 }
 
 /// [`prefetch`] for every cache line of the `T` at `address`.
@@ -1464,16 +1498,29 @@ fn report(
     change: &StateChange,
     previous_since_ms: i64,
 ) {
-    tracing::info!(
-        source = &*change.source,
-        metric = &*change.metric,
-        series = &*change.labels,
-        from = change.from.as_str(),
-        to = change.to.as_str(),
-        value = change.value,
-        zscore = change.zscore.unwrap_or(f64::NAN),
-        "Series changed state"
-    );
+    macro_rules! log_change {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                source = &*change.source,
+                metric = &*change.metric,
+                series = &*change.labels,
+                from = change.from.as_str(),
+                to = change.to.as_str(),
+                value = change.value,
+                zscore = change.zscore.unwrap_or(f64::NAN),
+                "Series changed state"
+            )
+        };
+    }
+    // Going into or out of degraded is what an operator watches for; the
+    // other changes (every series leaves learning once, and pending often
+    // comes to nothing) would bury those lines at scale.
+    if change.from == State::Degraded || change.to == State::Degraded {
+        log_change!(tracing::Level::INFO);
+    } else {
+        log_change!(tracing::Level::DEBUG);
+    }
     if let Some(observer) = &shared.observer {
         observer(change);
     }
