@@ -1000,6 +1000,17 @@ impl Ingest {
         };
         self.position += 1;
         self.values.push(sample.value);
+        // Each sample is compared with the text expected at its position
+        // (by the parser, then here), and those texts lie scattered over
+        // the heap: asking for one a few samples early hides the wait for
+        // memory behind the samples between.
+        if let Some(text) = self
+            .order
+            .get(position + LOOKAHEAD)
+            .and_then(|&id| self.index.text(id))
+        {
+            prefetch_bytes(text.as_bytes());
+        }
         if self.index.is(expected, family, sample.labels) {
             return;
         }
@@ -1023,14 +1034,6 @@ impl Ingest {
     /// The name and label text of the sample expected next: the one that
     /// came at this position in the last fetch.
     pub fn expected(&self) -> Option<(&str, &str)> {
-        // The parser compares each line with the text expected there, and
-        // those texts lie scattered over the heap: asking for one a few
-        // lines early hides the wait for memory behind the lines between.
-        if let Some(&ahead) = self.order.get(self.position + LOOKAHEAD) {
-            if let Some(text) = self.index.text(ahead) {
-                prefetch_bytes(text.as_bytes());
-            }
-        }
         let id = *self.order.get(self.position)?;
         let family = self.index.family(id)?;
         let labels = self.index.text(id)?;
