@@ -1370,21 +1370,24 @@ pub fn prefetch<T>(address: *const T) {
 /// [`prefetch`] for every cache line of `bytes`.
 #[inline(always)]
 fn prefetch_bytes(bytes: &[u8]) {
-    let start = bytes.as_ptr();
-    // From the line the first byte is on, so that the last one is reached
-    // however the text is aligned.
-    let misalignment = start as usize % 64;
-    for offset in (0..misalignment + bytes.len()).step_by(64) {
-        prefetch(start.wrapping_sub(misalignment).wrapping_add(offset));
-    }
+    prefetch_range(bytes.as_ptr(), bytes.len());
 }
 
 /// [`prefetch`] for every cache line of the `T` at `address`.
 #[inline(always)]
 fn prefetch_all<T>(address: *const T) {
-    let start = address.cast::<u8>();
-    for offset in (0..size_of::<T>()).step_by(64) {
-        prefetch(start.wrapping_add(offset));
+    prefetch_range(address.cast(), size_of::<T>());
+}
+
+/// [`prefetch`] for every cache line of the `len` bytes at `start`,
+/// counted from the line the first byte is on, so that the last byte's is
+/// reached however they are aligned.
+#[inline(always)]
+fn prefetch_range(start: *const u8, len: usize) {
+    let misalignment = start as usize % 64;
+    let first_line = start.wrapping_sub(misalignment);
+    for offset in (0..misalignment + len).step_by(64) {
+        prefetch(first_line.wrapping_add(offset));
     }
 }
 
