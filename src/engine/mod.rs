@@ -1707,6 +1707,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_series_gone_from_its_target_is_dropped_after_stale_after() {
+        let (runtime, _shared, mut ingest) = ingest_of("ours");
+        let stale_ms = runtime.config.watches[0].stale_after.as_millis() as i64;
+        let fetch = |ingest: &mut Ingest, at_ms: i64, labels: &[&str]| {
+            ingest.begin();
+            for labels in labels {
+                route(ingest, labels, 1.0);
+            }
+            ingest.commit(at_ms);
+            ingest.drop_stale(at_ms);
+        };
+        let series_left = |runtime: &SourceRuntime| {
+            let table = lock(&runtime.table);
+            let mut labels: Vec<String> = table.iter().map(|e| e.labels.to_string()).collect();
+            labels.sort();
+            labels
+        };
+        fetch(&mut ingest, 0, &[r#"m="a",z="1""#, r#"m="b""#]);
+        // From then on the target writes `a` twice, once in another
+        // spelling, and `b` no more: as many samples as series, which must
+        // not pass for every series seen.
+        let step_ms = stale_ms / 4;
+        let mut at_ms = 0;
+        while at_ms + step_ms <= stale_ms {
+            at_ms += step_ms;
+            fetch(&mut ingest, at_ms, &[r#"m="a",z="1""#, r#"z="1",m="a""#]);
+            assert_eq!(series_left(&runtime), [r#"m="a",z="1""#, r#"m="b""#]);
+        }
+        fetch(
+            &mut ingest,
+            stale_ms + 1,
+            &[r#"m="a",z="1""#, r#"z="1",m="a""#],
+        );
+        assert_eq!(series_left(&runtime), [r#"m="a",z="1""#]);
+    }
+
+    #[tokio::test]
     async fn clashing_labels_are_renamed_exported() {
         let (runtime, _shared, mut ingest) = ingest_of("ours");
         ingest.begin();
