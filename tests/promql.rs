@@ -313,11 +313,13 @@ async fn each_failing_query_is_down_with_the_servers_message_and_the_daemon_stay
     let _daemon = start_binary(&config, &log, port);
     let metrics_url = format!("http://127.0.0.1:{port}/metrics");
 
-    let metrics = wait_until(
+    let last_metrics = std::sync::Mutex::new(String::new());
+    let metrics = support::wait_until_explained(
         "every failing source to fail three times",
         Duration::from_secs(30),
         || async {
             let metrics = get_text(&metrics_url).await?;
+            last_metrics.lock().unwrap().clone_from(&metrics);
             let failed = cases
                 .iter()
                 .all(|(name, ..)| support::failed_fetches(&metrics, name) >= 3.0);
@@ -327,6 +329,20 @@ async fn each_failing_query_is_down_with_the_servers_message_and_the_daemon_stay
                 &[("source", "scalar")],
             );
             (failed && scalar == Some(0.5)).then_some(metrics)
+        },
+        || {
+            let metrics = last_metrics.lock().unwrap();
+            let counts: Vec<String> = cases
+                .iter()
+                .map(|(name, ..)| format!("{name}: {}", support::failed_fetches(&metrics, name)))
+                .collect();
+            let scalar = sample_value(
+                &metrics,
+                "driftwatch_series_last_value",
+                &[("source", "scalar")],
+            );
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            format!("failed fetches: {counts:?}; scalar: {scalar:?}\ndaemon log:\n{log}")
         },
     )
     .await;

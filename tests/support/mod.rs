@@ -27,7 +27,22 @@ pub fn free_port() -> u16 {
 
 /// Polls `check` until it returns `Some`, failing the test with `what` once
 /// `deadline` has passed.
-pub async fn wait_until<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+pub async fn wait_until<T, F, Fut>(what: &str, deadline: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    wait_until_explained(what, deadline, check, String::new).await
+}
+
+/// [`wait_until`], adding what `explain` says to the failure, such as the
+/// daemon's log, for a wait that failed once and could not be reproduced.
+pub async fn wait_until_explained<T, F, Fut>(
+    what: &str,
+    deadline: Duration,
+    mut check: F,
+    explain: impl FnOnce() -> String,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -38,7 +53,10 @@ where
             return value;
         }
         if tokio::time::Instant::now() > give_up {
-            panic!("timed out after {deadline:?} waiting for {what}");
+            panic!(
+                "timed out after {deadline:?} waiting for {what}\n{}",
+                explain()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
