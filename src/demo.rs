@@ -34,7 +34,8 @@ global:
 detector:
   window: 60
   min_samples: 20
-  threshold: 3.0
+  # The shipped threshold of 5: the drop is some 20 standard deviations,
+  # and 3 now and then fired for a few seconds on the noise alone.
   recover_threshold: 1.5
   # The shipped 144 calm samples would hold the demo's alert for minutes.
   recover_consecutive: 5
