@@ -204,3 +204,63 @@ async fn not_finite_samples_are_counted_and_skipped() {
     );
     daemon.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_outage_keeps_the_series_and_its_alert_and_only_a_fetch_without_it_drops_it() {
+    let target = Target::start().await;
+    let baseline: Vec<f64> = (0..10).map(|i| 0.90 + 0.01 * f64::from(i % 2)).collect();
+    target.push(baseline.iter().map(|v| body(*v)));
+    target.push([body(0.5)]);
+    let yaml = config(&target.url, "lower_is_worse", 10, 5)
+        .replace("stale_after: 1h", "stale_after: 300ms");
+    let daemon = Daemon::start(&yaml).await;
+    wait_for_last(&daemon, &target, 0.5).await;
+    assert_eq!(
+        daemon.transitions(),
+        vec![("learning", "ok"), ("ok", "degraded")]
+    );
+
+    // The target now fails (the default answer once the script is served)
+    // for many times stale_after.
+    let metrics = wait_until("ten failed fetches", DEADLINE, || async {
+        let metrics = daemon.metrics().await;
+        (support::failed_fetches(&metrics, "model") >= 10.0).then_some(metrics)
+    })
+    .await;
+    assert_eq!(
+        sample_value(&metrics, "driftwatch_source_up", &[("source", "model")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample_value(&metrics, "driftwatch_series_degraded", &[("model", "a")]),
+        Some(1.0),
+        "an outage dropped the series or resolved its alert"
+    );
+    assert_eq!(
+        daemon.transitions(),
+        vec![("learning", "ok"), ("ok", "degraded")]
+    );
+
+    // A fetch that succeeds without the series: it was last seen long
+    // ago, so it goes, and its alert is resolved.
+    target.set_fallback(Answer::Body(gauge(
+        "model_accuracy",
+        &[("model=\"b\"", 0.9)],
+    )));
+    wait_until("the series to be dropped", DEADLINE, || async {
+        let metrics = daemon.metrics().await;
+        sample_value(&metrics, "driftwatch_series_degraded", &[("model", "a")])
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        daemon.transitions(),
+        vec![
+            ("learning", "ok"),
+            ("ok", "degraded"),
+            ("degraded", "learning")
+        ]
+    );
+    daemon.shutdown().await;
+}
