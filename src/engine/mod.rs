@@ -798,14 +798,12 @@ impl SourceTask {
             }
         };
         let duration = started.elapsed();
-        if result.is_ok() {
-            self.ingest.commit(at_ms);
-        }
         // Only a fetch that succeeded tells which series are gone: while
         // the source fails, its series and their alerts are kept as they
         // were, since an outage says nothing of the model, and
         // `driftwatch_source_up` says the source is down.
         if result.is_ok() {
+            self.ingest.commit(at_ms);
             self.ingest.drop_stale(at_ms);
         }
         self.ingest.record_health(at_ms, duration, result.err());
